@@ -1,0 +1,19 @@
+"""DVC stage `download`: fetch and verify the dataset named in params.yaml into data/raw/."""
+
+import logging
+
+from mclcore.config import load_params
+from mclcore.datasets import download
+from mclcore.runtime import run_stage
+
+OUT = "data/raw"
+
+
+def main() -> None:
+    data = load_params().data
+    manifest = download(data.dataset, OUT, data.idx_folder)
+    logging.getLogger("download").info("%s ready in %s", manifest["dataset"], OUT)
+
+
+if __name__ == "__main__":
+    run_stage(main)
