@@ -7,7 +7,7 @@ import logging
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
+from mclcore.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def train_classifier(
     lr: float,
     seed: int,
     log_metrics=None,
-    progress: bool = True,
+    show_progress: bool = True,
 ) -> LeNet5:
     """Train on images in [-1, 1] ([N, 1, 28, 28]) with Adam and a cosine learning rate."""
     torch.manual_seed(seed)
@@ -61,7 +61,9 @@ def train_classifier(
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(images), generator=generator)
-        bar = tqdm(range(steps_per_epoch), desc=f"classifier epoch {epoch + 1}", disable=not progress)
+        bar = progress(
+            range(steps_per_epoch), desc=f"classifier epoch {epoch + 1}", disable=not show_progress
+        )
         for i in bar:
             ids = order[i * batch_size : (i + 1) * batch_size]
             loss = F.cross_entropy(model(images[ids]), labels[ids])

@@ -114,4 +114,3 @@ def gaussian_denoiser(mean: float, std: float):
 def score_from_denoiser(denoised: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
     """grad_x log p(x; sigma) = (D(x; sigma) - x) / sigma^2 (EDM Eq. 3)."""
     return (denoised - x) / sigma**2
-

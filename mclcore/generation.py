@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from mclcore.progress import progress
 
 from mclcore.datasets import to_uint8
 from mclcore.samplers import SAMPLERS, DenoiserFn, initial_noise
@@ -18,7 +18,7 @@ def generate(
     seed: int,
     batch_size: int,
     device: torch.device | str = "cpu",
-    progress: bool = True,
+    show_progress: bool = True,
 ) -> np.ndarray:
     """n images as uint8 [n, 28, 28]; the only randomness is the initial noise from `seed`."""
     if sampler not in SAMPLERS:
@@ -27,6 +27,8 @@ def generate(
     sample = SAMPLERS[sampler]
     sigmas = sigmas.to(device)
     batches = []
-    for x in tqdm(noise.split(batch_size), desc=f"sample ({sampler})", disable=not progress):
+    for x in progress(
+        noise.split(batch_size), desc=f"sample ({sampler})", disable=not show_progress
+    ):
         batches.append(sample(denoiser, x.to(device), sigmas).cpu())
     return to_uint8(torch.cat(batches)[:, 0].numpy())

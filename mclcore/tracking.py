@@ -22,7 +22,8 @@ def repo_root(start: str | Path | None = None) -> Path:
     """The repository root for `start` (default: the working directory).
 
     Without `start`, DVC's own `DVC_ROOT` wins where DVC sets it (every stage it runs;
-    in an experiment it names the parent repository). A path inside `<root>/.dvc/tmp/exps/...` (a DVC temporary experiment) maps to `<root>`.
+    in an experiment it names the parent repository). A path inside
+    `<root>/.dvc/tmp/exps/...` (a DVC temporary experiment) maps to `<root>`.
     Otherwise the nearest folder above holding `.dvc/`, else `start` itself.
     """
     if start is None and os.environ.get("DVC_ROOT", "").strip():

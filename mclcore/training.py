@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm import tqdm
+from mclcore.progress import progress
 
 from mclcore.diffusion import Denoiser, denoising_loss, sample_training_sigmas
 from mclcore.files import torch_save
@@ -109,7 +109,7 @@ def train_denoiser(
     log_metrics: MetricsLogger | None = None,
     resume_path: str | Path | None = None,
     resume_extra: dict | None = None,
-    progress: bool = True,
+    show_progress: bool = True,
 ) -> EMA:
     """Train `denoiser` on `images` ([N, 1, 28, 28] in [-1, 1]); return its EMA.
 
@@ -132,7 +132,9 @@ def train_denoiser(
     fingerprint = cfg.fingerprint(resume_extra)
     step = _maybe_resume(resume_path, fingerprint, denoiser, ema, optimizer, noise_rng)
 
-    bar = tqdm(total=n_steps, initial=step, desc="train", unit="step", disable=not progress)
+    bar = progress(
+        total=n_steps, initial=step, desc="train", unit="step", disable=not show_progress
+    )
     epoch_losses: list[float] = []
     while step < n_steps:
         epoch, index = divmod(step, steps_per_epoch)

@@ -10,14 +10,14 @@ from torch.nn import functional as F
 
 
 class FourierEmbedding(nn.Module):
-    """Sines and cosines of the noise level at frequencies spread over 1/2 .. 64 cycles.
+    """Sines and cosines of the noise level at frequencies spread over 1/4 .. 16 cycles.
 
     The noise input c_noise = ln(sigma) / 4 spans about [-1.2, 1.1] for sigma in
     [0.01, 80]; these frequencies give every noise level a clearly different code,
     unlike a transformer position embedding built for inputs in the hundreds.
     """
 
-    def __init__(self, dim: int, min_freq: float = 0.5, max_freq: float = 64.0):
+    def __init__(self, dim: int, min_freq: float = 0.25, max_freq: float = 16.0):
         super().__init__()
         freqs = torch.logspace(math.log10(min_freq), math.log10(max_freq), dim // 2)
         self.register_buffer("freqs", 2 * math.pi * freqs, persistent=False)

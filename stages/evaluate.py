@@ -8,13 +8,15 @@ from mclcore import tracking
 from mclcore.classifier import extract_features, load_classifier
 from mclcore.config import as_flat_dict, load_params
 from mclcore.datasets import DataError, as_tensor, load_splits
-from mclcore.files import write_json
+from mclcore.files import write_json, write_text
 from mclcore.metrics import quality_metrics
+from mclcore.report import results_markdown
 from mclcore.runtime import run_stage
 
 CLASSIFIER = "models/classifier.pt"
 SAMPLES = {"baseline": "samples/baseline.npz"}
 METRICS = "metrics/evaluate.json"
+TABLE = "metrics/results.md"
 
 
 def main() -> None:
@@ -44,13 +46,13 @@ def main() -> None:
 
     with tracking.stage_run("evaluate", as_flat_dict(cfg, "evaluate.")):
         write_json(METRICS, results)
+        table = results_markdown(rows, params.data.dataset, len(reference), cfg.k)
+        write_text(TABLE, table)
+        tracking.log_artifact(TABLE)
         tracking.log_metrics(
             {f"{row}.{key}": value for row, values in rows.items() for key, value in values.items()}
         )
-    log = logging.getLogger("evaluate")
-    for row, values in rows.items():
-        log.info("%-16s FID %8.3f  precision %.3f  recall %.3f", row, values["fid"],
-                 values["precision"], values["recall"])
+    logging.getLogger("evaluate").info("results (also in %s):\n%s", TABLE, table)
 
 
 if __name__ == "__main__":

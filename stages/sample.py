@@ -29,7 +29,9 @@ def main() -> None:
 
     with tracking.stage_run("sample", as_flat_dict(cfg, "sample.")):
         start = time.perf_counter()
-        images = generate(denoiser, cfg.n_samples, sigmas, cfg.sampler, cfg.seed, cfg.batch_size, device)
+        images = generate(
+            denoiser, cfg.n_samples, sigmas, cfg.sampler, cfg.seed, cfg.batch_size, device
+        )
         seconds = time.perf_counter() - start
         with atomic_path(OUT) as tmp:
             with open(tmp, "wb") as handle:

@@ -31,7 +31,10 @@ def main() -> None:
     device = select_device()
     torch.manual_seed(train.seed)
     denoiser = build_denoiser(
-        model_cfg.channels, model_cfg.emb_dim, model_cfg.groups, model_cfg.precond,
+        model_cfg.channels,
+        model_cfg.emb_dim,
+        model_cfg.groups,
+        model_cfg.precond,
         model_cfg.sigma_data,
     )
     cfg = train_config(train, model_cfg)
@@ -40,7 +43,12 @@ def main() -> None:
     with tracking.stage_run("train_baseline", logged):
         start = time.perf_counter()
         ema = train_denoiser(
-            denoiser, images, cfg, device, tracking.log_metrics, RESUME,
+            denoiser,
+            images,
+            cfg,
+            device,
+            tracking.log_metrics,
+            RESUME,
             resume_extra=dataclasses.asdict(model_cfg),
         )
         seconds = time.perf_counter() - start

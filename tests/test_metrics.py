@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import scipy.linalg
+
+from mclcore.metrics import fid, frechet_distance, gaussian_fit, knn_radii, precision_recall
+
+
+def features(n=600, dim=8, seed=0, shift=0.0):
+    return np.random.default_rng(seed).normal(size=(n, dim)) + shift
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    x = features()
+    assert fid(x, x) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_precision_and_recall_of_a_set_with_itself_are_one():
+    x = features()
+    assert precision_recall(x, x, k=3) == (1.0, 1.0)
+
+
+def test_fid_grows_and_precision_recall_fall_as_a_set_moves_away():
+    real = features(seed=0)
+    fids, precisions, recalls = [], [], []
+    for shift in (0.0, 0.5, 1.0, 2.0):
+        fake = features(seed=1, shift=shift)
+        fids.append(fid(real, fake))
+        precision, recall = precision_recall(real, fake, k=3)
+        precisions.append(precision)
+        recalls.append(recall)
+    assert fids == sorted(fids) and fids[-1] > 30
+    assert precisions == sorted(precisions, reverse=True) and precisions[-1] < 0.3
+    assert recalls == sorted(recalls, reverse=True) and recalls[-1] < 0.3
+
+
+def test_frechet_distance_of_diagonal_gaussians_has_its_closed_form():
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    var1, var2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    # ||mu1 - mu2||^2 + sum (sqrt(var1) - sqrt(var2))^2 = 5 + (1 + 1 + 4)
+    got = frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2))
+    assert got == pytest.approx(11.0, abs=1e-10)
+
+
+def test_frechet_distance_agrees_with_the_matrix_square_root_form():
+    a, b = features(400, 6, seed=2), features(300, 6, seed=3) @ np.diag([1, 2, 3, 1, 1, 0.5])
+    (mu1, c1), (mu2, c2) = gaussian_fit(a), gaussian_fit(b)
+    root = scipy.linalg.sqrtm(c1 @ c2).real
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(c1 + c2 - 2 * root)
+    assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(expected, rel=1e-8)
+
+
+def brute_force_precision_recall(real, fake, k):
+    """Kynkaanniemi et al. 2019 written out with explicit loops, for comparison."""
+
+    def radius(points, i):
+        distances = sorted(np.linalg.norm(points - points[i], axis=1))
+        return distances[k]  # distances[0] is the point itself
+
+    real_radii = [radius(real, i) for i in range(len(real))]
+    fake_radii = [radius(fake, j) for j in range(len(fake))]
+    inside_real = [
+        any(np.linalg.norm(f - r) <= real_radii[i] for i, r in enumerate(real)) for f in fake
+    ]
+    inside_fake = [
+        any(np.linalg.norm(r - f) <= fake_radii[j] for j, f in enumerate(fake)) for r in real
+    ]
+    return np.mean(inside_real), np.mean(inside_fake)
+
+
+def test_precision_recall_match_a_brute_force_implementation():
+    real, fake = features(80, 3, seed=4), features(60, 3, seed=5, shift=0.7)
+    assert precision_recall(real, fake, k=3) == pytest.approx(
+        brute_force_precision_recall(real, fake, 3)
+    )
+
+
+def test_knn_radius_excludes_the_point_itself():
+    points = np.array([[0.0], [1.0], [3.0], [7.0]])
+    assert knn_radii(points, 1).tolist() == [1.0, 1.0, 2.0, 4.0]
+    assert knn_radii(points, 2).tolist() == [3.0, 2.0, 3.0, 6.0]
+
+
+def test_a_fake_set_covering_half_the_real_one_has_full_precision_and_half_recall():
+    real = features(1000, 2, seed=6)
+    precision, recall = precision_recall(real, real[real[:, 0] > 0], k=3)
+    assert precision == 1.0 and 0.45 < recall < 0.65

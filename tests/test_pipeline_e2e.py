@@ -1,0 +1,159 @@
+"""The real `dvc repro` of the whole pipeline in a temporary copy of the repository."""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, write_idx_folder
+
+pytestmark = pytest.mark.e2e
+
+TINY_PARAMS = {
+    "data": {"dataset": "idx_folder", "holdout": 200},
+    "classifier": {"epochs": 1, "batch_size": 64},
+    "model": {"channels": [8, 16, 16], "emb_dim": 32, "groups": 4},
+    "train_baseline": {"max_steps": 12, "batch_size": 32, "log_every": 4, "checkpoint_every": 5},
+    "sample": {"n_samples": 200, "steps": 3, "batch_size": 100},
+}
+
+
+def run(cmd, cwd, env, check=True):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def pipeline_repo(tmp_path_factory):
+    """A copy of the committed project, with tiny parameters, after one `dvc repro`."""
+    root = tmp_path_factory.mktemp("e2e")
+    repo = root / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in files:
+        source = REPO / name
+        if (
+            source.is_file()
+            and not name.startswith(("metrics/", "figures/"))
+            and name != "dvc.lock"
+        ):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in TINY_PARAMS.items():
+        params[section].update(values)
+    params["data"]["idx_folder"] = str(write_idx_folder(root / "idx", 1200, 500))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    env.pop("MCL_DATA_MIRROR", None)
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "copy"], repo, env)
+    result = run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    return repo, env, result
+
+
+def test_every_stage_ran_and_dvc_is_up_to_date(pipeline_repo):
+    repo, env, result = pipeline_repo
+    for stage in ("download", "train_classifier", "train_baseline", "sample", "evaluate"):
+        assert f"Running stage '{stage}'" in result.stdout
+    status = run([sys.executable, "-m", "dvc", "status"], repo, env)
+    assert "up to date" in status.stdout
+
+
+def test_outputs_exist_with_the_right_shapes(pipeline_repo):
+    repo, _, _ = pipeline_repo
+    assert sorted(p.name for p in (repo / "data/raw").iterdir())[-1] == "train-labels-idx1-ubyte"
+    with np.load(repo / "samples/baseline.npz") as archive:
+        assert archive["images"].shape == (200, 28, 28) and archive["images"].dtype == np.uint8
+    assert (repo / "figures/samples_baseline.png").read_bytes()[:4] == b"\x89PNG"
+    for model in ("models/classifier.pt", "models/baseline.pt"):
+        assert (repo / model).stat().st_size > 1000
+    assert not (repo / "runs/resume/train_baseline.pt").exists()
+
+
+def test_metric_files_hold_the_measured_numbers(pipeline_repo):
+    repo, env, _ = pipeline_repo
+    classifier = json.loads((repo / "metrics/classifier.json").read_text())
+    assert 0.1 < classifier["test_accuracy"] <= 1.0
+    train = json.loads((repo / "metrics/train_baseline.json").read_text())
+    assert train["steps"] == 12 and train["parameters"] > 0
+    sample = json.loads((repo / "metrics/sample_baseline.json").read_text())
+    assert sample["nfe_per_image"] == 5 and sample["n_samples"] == 200
+    evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
+    for row in ("baseline", "real_data_floor"):
+        assert set(evaluation[row]) == {"n", "fid", "precision", "recall"}
+        assert evaluation[row]["n"] == 200
+    # Real held-out images are closer to the test set than 12 steps of training can get.
+    assert evaluation["real_data_floor"]["fid"] < evaluation["baseline"]["fid"]
+    shown = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo, env).stdout
+    assert "real_data_floor" in shown and "test_accuracy" in shown
+
+
+def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline_repo):
+    repo, _, _ = pipeline_repo
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        runs = db.execute("SELECT run_uuid, status, artifact_uri FROM runs").fetchall()
+        tags = db.execute("SELECT run_uuid, key, value FROM tags").fetchall()
+        metric_keys = {k for (k,) in db.execute("SELECT DISTINCT key FROM metrics")}
+    assert len(runs) == 4 and all(status == "FINISHED" for _, status, _ in runs)
+    by_run = {}
+    for run_id, key, value in tags:
+        by_run.setdefault(run_id, {})[key] = value
+    stages = sorted(t["mcl.stage"] for t in by_run.values())
+    assert stages == ["evaluate", "sample", "train_baseline", "train_classifier"]
+    assert len({t["mcl.pipeline"] for t in by_run.values()}) == 1
+    assert len({t["mcl.git_commit"] for t in by_run.values()}) == 1
+    assert {"train_loss", "epoch_loss", "test_accuracy", "baseline.fid"} <= metric_keys
+    for _, _, artifact_uri in runs:
+        assert artifact_uri.startswith((repo / "mlartifacts").as_uri())
+
+
+def test_a_temporary_experiment_logs_to_the_parent_repository_store(pipeline_repo):
+    repo, env, _ = pipeline_repo
+    run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-S", "evaluate.k=2"], repo, env)
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        experiments = db.execute(
+            "SELECT value FROM tags WHERE key = 'mcl.dvc_experiment'"
+        ).fetchall()
+    assert len(experiments) == 5
+    assert sum(value != "workspace" for (value,) in experiments) == 1
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_a_bad_parameter_stops_the_pipeline_with_a_message_naming_it(pipeline_repo):
+    repo, env, _ = pipeline_repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["mcl"]["K"] = 0
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        result = run(
+            [sys.executable, "-m", "dvc", "repro", "-f", "download"], repo, env, check=False
+        )
+    finally:
+        run(["git", "checkout", "params.yaml"], repo, env)
+    assert result.returncode != 0
+    assert "mcl.K must be >= 1" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
