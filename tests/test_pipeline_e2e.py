@@ -72,6 +72,9 @@ def pipeline_repo(tmp_path_factory):
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "copy"], repo, env)
     result = run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    # As a user would: commit dvc.lock and the small outputs that git tracks.
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "results"], repo, env)
     return repo, env, result
 
 
@@ -135,11 +138,13 @@ def test_a_temporary_experiment_logs_to_the_parent_repository_store(pipeline_rep
     repo, env, _ = pipeline_repo
     run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-S", "evaluate.k=2"], repo, env)
     with sqlite3.connect(repo / "mlflow.db") as db:
-        experiments = db.execute(
-            "SELECT value FROM tags WHERE key = 'mcl.dvc_experiment'"
+        rows = db.execute(
+            "SELECT e.value, s.value FROM tags e JOIN tags s ON e.run_uuid = s.run_uuid "
+            "WHERE e.key = 'mcl.dvc_experiment' AND s.key = 'mcl.stage'"
         ).fetchall()
-    assert len(experiments) == 5
-    assert sum(value != "workspace" for (value,) in experiments) == 1
+    # Only evaluate depends on evaluate.k: one new run, tagged with the experiment's name.
+    assert len(rows) == 5
+    assert [stage for experiment, stage in rows if experiment != "workspace"] == ["evaluate"]
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
 
 
