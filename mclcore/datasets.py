@@ -201,8 +201,9 @@ def download(dataset: str, out_dir: str | Path, idx_folder: str = "") -> dict:
             expected = spec.checksums[name] if spec else None
             raw, location = fetch_file(name, sources, expected)
             (staging / name).write_bytes(raw)
+            # Where a file came from stays out of the output: the same data fetched from
+            # another mirror must give the same output, so downstream stages stay cached.
             manifest["files"][name] = {
-                "source": location,
                 "sha256": hashlib.sha256(raw).hexdigest(),
                 "verified": expected is not None,
             }

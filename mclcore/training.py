@@ -33,6 +33,7 @@ class EMA:
     def __init__(self, module: nn.Module, decay: float):
         self.decay = decay
         self.updates = 0
+        self.resumed_at = 0  # the step a resumed run started from (0 for a fresh one)
         self.module = copy.deepcopy(module).eval().requires_grad_(False)
 
     @torch.no_grad()
@@ -131,6 +132,7 @@ def train_denoiser(
     n_steps = total_steps(len(images), cfg)
     fingerprint = cfg.fingerprint(resume_extra)
     step = _maybe_resume(resume_path, fingerprint, denoiser, ema, optimizer, noise_rng)
+    ema.resumed_at = step
 
     bar = progress(
         total=n_steps, initial=step, desc="train", unit="step", disable=not show_progress

@@ -59,7 +59,8 @@ def main() -> None:
         metrics = {
             "steps": ema.updates,
             "train_seconds": seconds,
-            "images_per_second": ema.updates * cfg.batch_size / seconds,
+            "resumed_at_step": ema.resumed_at,
+            "images_per_second": (ema.updates - ema.resumed_at) * cfg.batch_size / seconds,
             "parameters": count_parameters(denoiser),
             **{f"heldout_mse_sigma_{s:g}": e for s, e in errors.items()},
         }
