@@ -49,10 +49,11 @@ def train_classifier(
     seed: int,
     log_metrics=None,
     show_progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> LeNet5:
     """Train on images in [-1, 1] ([N, 1, 28, 28]) with Adam and a cosine learning rate."""
     torch.manual_seed(seed)
-    model = LeNet5(int(labels.max()) + 1)
+    model = LeNet5(int(labels.max()) + 1).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = len(images) // batch_size
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
@@ -66,7 +67,7 @@ def train_classifier(
         )
         for i in bar:
             ids = order[i * batch_size : (i + 1) * batch_size]
-            loss = F.cross_entropy(model(images[ids]), labels[ids])
+            loss = F.cross_entropy(model(images[ids].to(device)), labels[ids].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -80,16 +81,20 @@ def train_classifier(
 
 @torch.no_grad()
 def predict(model: LeNet5, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Class indices for images in [-1, 1]."""
+    """Class indices for images in [-1, 1], computed on the model's device."""
     model.eval()
-    return torch.cat([model(b).argmax(1) for b in images.split(batch_size)])
+    device = next(model.parameters()).device
+    return torch.cat([model(b.to(device)).argmax(1).cpu() for b in images.split(batch_size)])
 
 
 @torch.no_grad()
 def extract_features(model: LeNet5, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Penultimate-layer features for images in [-1, 1], float64 for the statistics."""
     model.eval()
-    return torch.cat([model.features(b) for b in images.split(batch_size)]).double()
+    device = next(model.parameters()).device
+    return torch.cat(
+        [model.features(b.to(device)).cpu() for b in images.split(batch_size)]
+    ).double()
 
 
 def accuracy(model: LeNet5, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -105,14 +110,15 @@ def save_classifier(model: LeNet5, path) -> None:
     from mclcore.files import torch_save
 
     state = {"kind": CLASSIFIER_KIND, "num_classes": model.head.out_features}
-    torch_save({**state, "state_dict": model.state_dict()}, path)
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch_save({**state, "state_dict": weights}, path)
 
 
-def load_classifier(path) -> LeNet5:
-    """Rebuild the classifier saved at `path`, in eval mode."""
+def load_classifier(path, device: torch.device | str = "cpu") -> LeNet5:
+    """Rebuild the classifier saved at `path`, in eval mode, on `device`."""
     from mclcore.checkpoints import load_checkpoint
 
     state = load_checkpoint(path, CLASSIFIER_KIND)
     model = LeNet5(state["num_classes"])
     model.load_state_dict(state["state_dict"])
-    return model.eval().requires_grad_(False)
+    return model.to(device).eval().requires_grad_(False)

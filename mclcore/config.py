@@ -96,7 +96,7 @@ class TrainParams:
     p_mean: float = -1.2
     p_std: float = 1.2
     seed: int = 0
-    log_every: int = 25
+    log_every: int = 1
     checkpoint_every: int = 200
 
     def validate(self) -> None:
@@ -146,6 +146,7 @@ class EvaluateParams:
 
     k: int = 3
     batch_size: int = 1000
+    seed: int = 0
 
     def validate(self) -> None:
         _check(self.k >= 1, "evaluate.k", "must be >= 1")

@@ -81,3 +81,17 @@ def quality_metrics(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict[str,
     """FID, precision and recall of `fake` against `real` features."""
     precision, recall = precision_recall(real, fake, k)
     return {"fid": fid(real, fake), "precision": precision, "recall": recall}
+
+
+def sample_quality(reference: np.ndarray, fake: np.ndarray, k: int, seed: int) -> dict[str, float]:
+    """FID against the whole reference; precision and recall against as many reference
+    points as there are fakes, drawn with `seed`.
+
+    k-NN radii shrink as a set grows, so precision and recall compare sets of equal size
+    (as Kynkaanniemi et al. 2019 do); FID uses every reference point for its statistics.
+    """
+    if len(fake) > len(reference):
+        raise ValueError(f"{len(fake)} samples but only {len(reference)} reference images")
+    subset = np.random.default_rng(seed).choice(len(reference), len(fake), replace=False)
+    precision, recall = precision_recall(reference[np.sort(subset)], fake, k)
+    return {"fid": fid(reference, fake), "precision": precision, "recall": recall}

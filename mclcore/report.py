@@ -6,8 +6,9 @@ from __future__ import annotations
 def results_markdown(rows: dict[str, dict], dataset: str, reference_n: int, k: int) -> str:
     """A Markdown table with one row per sample set: n, FID, precision and recall."""
     lines = [
-        f"Dataset: `{dataset}`. Reference: its test set ({reference_n} images). Features: the",
-        f"pipeline's classifier (penultimate layer). Precision and recall with k = {k}.",
+        f"Dataset: `{dataset}`. Reference: its test set ({reference_n} images for FID; for",
+        f"precision and recall, k = {k}, a seeded subset as large as each sample set).",
+        "Features: the pipeline's classifier (penultimate layer).",
         "",
         "| samples | n | FID | precision | recall |",
         "| --- | ---: | ---: | ---: | ---: |",

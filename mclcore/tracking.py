@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import subprocess
+import time
 from pathlib import Path
 
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
@@ -105,14 +106,39 @@ def stage_run(stage: str, params: dict | None = None, run_name: str | None = Non
     with mlflow.start_run(run_name=run_name or stage, tags=run_tags(stage)) as run:
         if params:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        yield run
+        try:
+            yield run
+        finally:
+            flush_metrics()
+
+
+# Metrics wait here and go to the store in batches: one SQLite transaction per training
+# step would cost more than the step on a small model.
+_pending_metrics: list = []
+_FLUSH_EVERY = 200
 
 
 def log_metrics(metrics: dict, step: int | None = None) -> None:
-    """Log numeric metrics to the active MLflow run."""
+    """Queue numeric metrics for the active MLflow run; sent in batches and at run end."""
+    from mlflow.entities import Metric
+
+    timestamp = int(time.time() * 1000)
+    _pending_metrics.extend(
+        Metric(key, float(value), timestamp, step or 0) for key, value in metrics.items()
+    )
+    if len(_pending_metrics) >= _FLUSH_EVERY:
+        flush_metrics()
+
+
+def flush_metrics() -> None:
+    """Send the queued metrics to the active MLflow run."""
     import mlflow
 
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+    run = mlflow.active_run()
+    if run is None or not _pending_metrics:
+        return
+    mlflow.MlflowClient().log_batch(run.info.run_id, metrics=list(_pending_metrics))
+    _pending_metrics.clear()
 
 
 def log_artifact(path: str | Path) -> None:

@@ -2,7 +2,8 @@
 
 import logging
 
-from mclcore.config import load_params
+from mclcore import tracking
+from mclcore.config import as_flat_dict, load_params
 from mclcore.datasets import download
 from mclcore.runtime import run_stage
 
@@ -11,7 +12,9 @@ OUT = "data/raw"
 
 def main() -> None:
     data = load_params().data
-    manifest = download(data.dataset, OUT, data.idx_folder)
+    with tracking.stage_run("download", as_flat_dict(data, "data.")):
+        manifest = download(data.dataset, OUT, data.idx_folder)
+        tracking.log_artifact(f"{OUT}/manifest.json")
     logging.getLogger("download").info("%s ready in %s", manifest["dataset"], OUT)
 
 

@@ -9,9 +9,9 @@ from mclcore.classifier import extract_features, load_classifier
 from mclcore.config import as_flat_dict, load_params
 from mclcore.datasets import DataError, as_tensor, load_splits
 from mclcore.files import write_json, write_text
-from mclcore.metrics import quality_metrics
+from mclcore.metrics import sample_quality
 from mclcore.report import results_markdown
-from mclcore.runtime import run_stage
+from mclcore.runtime import run_stage, select_device
 
 CLASSIFIER = "models/classifier.pt"
 SAMPLES = {"baseline": "samples/baseline.npz"}
@@ -23,25 +23,27 @@ def main() -> None:
     params = load_params()
     cfg = params.evaluate
     splits = load_splits("data/raw", params.data.holdout, params.data.split_seed)
-    classifier = load_classifier(CLASSIFIER)
+    classifier = load_classifier(CLASSIFIER, select_device())
 
     def features(images: np.ndarray) -> np.ndarray:
         return extract_features(classifier, as_tensor(images), cfg.batch_size).numpy()
 
     reference = features(splits.test_images)
-    rows = {}
+    sample_sets = {}
     for name, path in SAMPLES.items():
         with np.load(path) as archive:
-            images = archive["images"]
-        rows[name] = {"n": len(images), **quality_metrics(reference, features(images), cfg.k)}
-    n = rows["baseline"]["n"]
+            sample_sets[name] = archive["images"]
+    n = min(len(images) for images in sample_sets.values())
     if len(splits.holdout_images) < n:
         raise DataError(
             f"data.holdout={len(splits.holdout_images)} held-out images cannot match the "
             f"{n} samples for the real-data floor; raise data.holdout to at least {n}"
         )
-    floor = quality_metrics(reference, features(splits.holdout_images[:n]), cfg.k)
-    rows["real_data_floor"] = {"n": n, **floor}
+    sample_sets["real_data_floor"] = splits.holdout_images[:n]
+    rows = {
+        name: {"n": len(images), **sample_quality(reference, features(images), cfg.k, cfg.seed)}
+        for name, images in sample_sets.items()
+    }
     results = {"k": cfg.k, "reference": "test set", "reference_n": len(reference), **rows}
 
     with tracking.stage_run("evaluate", as_flat_dict(cfg, "evaluate.")):

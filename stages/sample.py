@@ -47,6 +47,7 @@ def main() -> None:
         write_json(METRICS, metrics)
         tracking.log_metrics(metrics)
         tracking.log_artifact(GRID)
+        tracking.log_artifact(OUT)
     logging.getLogger("sample").info("%d images, %d NFE each, %.0f s", len(images), nfe, seconds)
 
 

@@ -1,8 +1,10 @@
 """DVC stage `train_baseline`: one score network, its EMA weights saved for sampling."""
 
 import dataclasses
+import json
 import logging
 import time
+from pathlib import Path
 
 import torch
 
@@ -49,7 +51,11 @@ def main() -> None:
             device,
             tracking.log_metrics,
             RESUME,
-            resume_extra=dataclasses.asdict(model_cfg),
+            resume_extra={
+                "model": dataclasses.asdict(model_cfg),
+                "data": dataclasses.asdict(params.data),
+                "files": json.loads(Path("data/raw/manifest.json").read_text())["files"],
+            },
         )
         seconds = time.perf_counter() - start
         save_denoiser(ema.module, dataclasses.asdict(model_cfg), OUT, steps=ema.updates)

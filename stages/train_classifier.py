@@ -10,7 +10,7 @@ from mclcore.classifier import accuracy, save_classifier, train_classifier
 from mclcore.config import as_flat_dict, load_params
 from mclcore.datasets import as_tensor, load_splits
 from mclcore.files import write_json
-from mclcore.runtime import run_stage
+from mclcore.runtime import run_stage, select_device
 
 OUT = "models/classifier.pt"
 METRICS = "metrics/classifier.json"
@@ -26,7 +26,14 @@ def main() -> None:
     with tracking.stage_run("train_classifier", as_flat_dict(cfg, "classifier.")):
         start = time.perf_counter()
         model = train_classifier(
-            images, labels, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, tracking.log_metrics
+            images,
+            labels,
+            cfg.epochs,
+            cfg.batch_size,
+            cfg.lr,
+            cfg.seed,
+            tracking.log_metrics,
+            device=select_device(),
         )
         metrics = {
             "test_accuracy": accuracy(model, test_images, test_labels),

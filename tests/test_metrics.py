@@ -84,3 +84,24 @@ def test_a_fake_set_covering_half_the_real_one_has_full_precision_and_half_recal
     real = features(1000, 2, seed=6)
     precision, recall = precision_recall(real, real[real[:, 0] > 0], k=3)
     assert precision == 1.0 and 0.45 < recall < 0.65
+
+
+def test_sample_quality_of_a_set_against_itself_is_perfect():
+    from mclcore.metrics import sample_quality
+
+    x = features(300, 5, seed=7)
+    result = sample_quality(x, x, k=3, seed=0)
+    assert result["fid"] == pytest.approx(0.0, abs=1e-8)
+    assert result["precision"] == 1.0 and result["recall"] == 1.0
+
+
+def test_sample_quality_compares_precision_recall_on_sets_of_equal_size():
+    from mclcore.metrics import sample_quality
+
+    reference, fake = features(2000, 4, seed=8), features(200, 4, seed=9)
+    got = sample_quality(reference, fake, k=3, seed=1)
+    subset = np.sort(np.random.default_rng(1).choice(2000, 200, replace=False))
+    assert (got["precision"], got["recall"]) == precision_recall(reference[subset], fake, 3)
+    assert got["fid"] == pytest.approx(fid(reference, fake))
+    with pytest.raises(ValueError, match="reference"):
+        sample_quality(fake, reference, k=3, seed=1)

@@ -20,7 +20,7 @@ TINY_PARAMS = {
     "data": {"dataset": "idx_folder", "holdout": 200},
     "classifier": {"epochs": 1, "batch_size": 64},
     "model": {"channels": [8, 16, 16], "emb_dim": 32, "groups": 4},
-    "train_baseline": {"max_steps": 12, "batch_size": 32, "log_every": 4, "checkpoint_every": 5},
+    "train_baseline": {"max_steps": 12, "batch_size": 32, "log_every": 1, "checkpoint_every": 5},
     "sample": {"n_samples": 200, "steps": 3, "batch_size": 100},
 }
 
@@ -121,17 +121,30 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
         runs = db.execute("SELECT run_uuid, status, artifact_uri FROM runs").fetchall()
         tags = db.execute("SELECT run_uuid, key, value FROM tags").fetchall()
         metric_keys = {k for (k,) in db.execute("SELECT DISTINCT key FROM metrics")}
-    assert len(runs) == 4 and all(status == "FINISHED" for _, status, _ in runs)
+    assert len(runs) == 5 and all(status == "FINISHED" for _, status, _ in runs)
     by_run = {}
     for run_id, key, value in tags:
         by_run.setdefault(run_id, {})[key] = value
     stages = sorted(t["mcl.stage"] for t in by_run.values())
-    assert stages == ["evaluate", "sample", "train_baseline", "train_classifier"]
+    assert stages == ["download", "evaluate", "sample", "train_baseline", "train_classifier"]
     assert len({t["mcl.pipeline"] for t in by_run.values()}) == 1
     assert len({t["mcl.git_commit"] for t in by_run.values()}) == 1
     assert {"train_loss", "epoch_loss", "test_accuracy", "baseline.fid"} <= metric_keys
-    for _, _, artifact_uri in runs:
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        loss_steps = [s for (s,) in db.execute("SELECT step FROM metrics WHERE key='train_loss'")]
+        params = {k for (k,) in db.execute("SELECT DISTINCT key FROM params")}
+    assert sorted(loss_steps) == list(range(1, 13))  # every training step
+    assert {"data.dataset", "train.lr", "model.precond", "sample.sampler", "evaluate.k"} <= params
+    artifacts = {}
+    for run_id, _, artifact_uri in runs:
         assert artifact_uri.startswith((repo / "mlartifacts").as_uri())
+        folder = Path(artifact_uri.removeprefix("file://"))
+        artifacts[by_run[run_id]["mcl.stage"]] = sorted(p.name for p in folder.iterdir())
+    assert artifacts["download"] == ["manifest.json"]
+    assert artifacts["train_classifier"] == ["classifier.pt"]
+    assert artifacts["train_baseline"] == ["baseline.pt"]
+    assert artifacts["sample"] == ["baseline.npz", "samples_baseline.png"]
+    assert artifacts["evaluate"] == ["results.md"]
 
 
 def test_a_temporary_experiment_logs_to_the_parent_repository_store(pipeline_repo):
@@ -143,9 +156,8 @@ def test_a_temporary_experiment_logs_to_the_parent_repository_store(pipeline_rep
             "WHERE e.key = 'mcl.dvc_experiment' AND s.key = 'mcl.stage'"
         ).fetchall()
     # Only evaluate depends on evaluate.k: one new run, tagged with the experiment's name.
-    assert len(rows) == 5
+    assert len(rows) == 6
     assert [stage for experiment, stage in rows if experiment != "workspace"] == ["evaluate"]
-    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
 
 
 def test_a_bad_parameter_stops_the_pipeline_with_a_message_naming_it(pipeline_repo):

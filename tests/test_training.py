@@ -138,9 +138,13 @@ def test_ema_follows_its_warm_up_then_the_set_decay():
         model.weight.fill_(1.0)
     ema.update(model)  # decay min(0.9, 1/10) = 0.1
     assert ema.module.weight.item() == pytest.approx(0.9)
-    for _ in range(200):
-        ema.update(model)
-    assert ema.module.weight.item() == pytest.approx(1.0, abs=1e-6)
+    for _ in range(99):
+        ema.update(model)  # after 80 updates the warm-up (1 + n) / (10 + n) exceeds 0.9
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    before = ema.module.weight.item()
+    ema.update(model)
+    assert ema.module.weight.item() == pytest.approx(0.9 * before + 0.1 * 2.0)
     assert not ema.module.weight.requires_grad
 
 
