@@ -122,6 +122,45 @@ class MCLParams:
 
 
 @dataclass(frozen=True)
+class TrainMCLParams:
+    """Multiple Choice Learning of the K experts (Lee et al. 2016; remedies in mclcore.mcl)."""
+
+    rule: Literal["wta", "relaxed", "annealed"] = "annealed"
+    epsilon: float = 0.05
+    temperature: float = 1.0
+    anneal_fraction: float = 0.5
+    assignment: Literal["noise_draw", "image"] = "noise_draw"
+    draws_per_image: int = 4
+    sigma_bands: int = 8
+    epochs: int = 1
+    max_steps: int = 0
+    batch_size: int = 64
+    lr: float = 5e-4
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    sigma_sampling: Literal["lognormal", "loguniform"] = "lognormal"
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    seed: int = 0
+    log_every: int = 1
+
+    def validate(self) -> None:
+        _check(0 <= self.epsilon < 1, "train_mcl.epsilon", "must be in [0, 1)")
+        _check(self.temperature >= 0, "train_mcl.temperature", "must be >= 0")
+        _check(0 < self.anneal_fraction <= 1, "train_mcl.anneal_fraction", "must be in (0, 1]")
+        _check(self.draws_per_image >= 1, "train_mcl.draws_per_image", "must be >= 1")
+        _check(self.sigma_bands >= 1, "train_mcl.sigma_bands", "must be >= 1")
+        _check(self.epochs >= 1, "train_mcl.epochs", "must be >= 1")
+        _check(self.max_steps >= 0, "train_mcl.max_steps", "must be >= 0 (0: no limit)")
+        _check(self.batch_size >= 1, "train_mcl.batch_size", "must be >= 1")
+        _check(self.lr > 0, "train_mcl.lr", "must be > 0")
+        _check(0 <= self.ema_decay < 1, "train_mcl.ema_decay", "must be in [0, 1)")
+        _check(self.grad_clip >= 0, "train_mcl.grad_clip", "must be >= 0 (0: no clip)")
+        _check(self.p_std > 0, "train_mcl.p_std", "must be > 0")
+        _check(self.log_every >= 1, "train_mcl.log_every", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class SampleParams:
     """Deterministic probability-flow ODE sampling."""
 
@@ -162,6 +201,7 @@ class Params:
     model: ModelParams = field(default_factory=ModelParams)
     train_baseline: TrainParams = field(default_factory=TrainParams)
     mcl: MCLParams = field(default_factory=MCLParams)
+    train_mcl: TrainMCLParams = field(default_factory=TrainMCLParams)
     sample: SampleParams = field(default_factory=SampleParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 

@@ -22,6 +22,8 @@ TINY_PARAMS = {
     "model": {"channels": [8, 16, 16], "emb_dim": 32, "groups": 4},
     "train_baseline": {"max_steps": 12, "batch_size": 32, "log_every": 1, "checkpoint_every": 5},
     "sample": {"n_samples": 200, "steps": 3, "batch_size": 100},
+    "mcl": {"K": 2},
+    "train_mcl": {"max_steps": 8, "batch_size": 32},
 }
 
 
@@ -80,7 +82,8 @@ def pipeline_repo(tmp_path_factory):
 
 def test_every_stage_ran_and_dvc_is_up_to_date(pipeline_repo):
     repo, env, result = pipeline_repo
-    for stage in ("download", "train_classifier", "train_baseline", "sample", "evaluate"):
+    stages = ("download", "train_classifier", "train_baseline", "train_mcl", "sample", "evaluate")
+    for stage in stages:
         assert f"Running stage '{stage}'" in result.stdout
     status = run([sys.executable, "-m", "dvc", "status"], repo, env)
     assert "up to date" in status.stdout
@@ -105,6 +108,11 @@ def test_metric_files_hold_the_measured_numbers(pipeline_repo):
     assert train["steps"] == 12 and train["parameters"] > 0
     sample = json.loads((repo / "metrics/sample_baseline.json").read_text())
     assert sample["nfe_per_image"] == 5 and sample["n_samples"] == 200
+    mcl = json.loads((repo / "metrics/train_mcl.json").read_text())
+    assert mcl["K"] == 2 and mcl["steps"] == 8
+    assert mcl["win_rate_expert_0"] + mcl["win_rate_expert_1"] == pytest.approx(1.0)
+    bands = (repo / "metrics/win_rates_by_sigma.csv").read_text().splitlines()
+    assert bands[0] == "band,sigma_low,sigma_high,expert_0,expert_1" and len(bands) == 9
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     for row in ("baseline", "real_data_floor"):
         assert set(evaluation[row]) == {"n", "fid", "precision", "recall"}
@@ -121,17 +129,30 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
         runs = db.execute("SELECT run_uuid, status, artifact_uri FROM runs").fetchall()
         tags = db.execute("SELECT run_uuid, key, value FROM tags").fetchall()
         metric_keys = {k for (k,) in db.execute("SELECT DISTINCT key FROM metrics")}
-    assert len(runs) == 5 and all(status == "FINISHED" for _, status, _ in runs)
+    assert len(runs) == 6 and all(status == "FINISHED" for _, status, _ in runs)
     by_run = {}
     for run_id, key, value in tags:
         by_run.setdefault(run_id, {})[key] = value
     stages = sorted(t["mcl.stage"] for t in by_run.values())
-    assert stages == ["download", "evaluate", "sample", "train_baseline", "train_classifier"]
+    assert stages == [
+        "download",
+        "evaluate",
+        "sample",
+        "train_baseline",
+        "train_classifier",
+        "train_mcl",
+    ]
     assert len({t["mcl.pipeline"] for t in by_run.values()}) == 1
     assert len({t["mcl.git_commit"] for t in by_run.values()}) == 1
     assert {"train_loss", "epoch_loss", "test_accuracy", "baseline.fid"} <= metric_keys
     with sqlite3.connect(repo / "mlflow.db") as db:
-        loss_steps = [s for (s,) in db.execute("SELECT step FROM metrics WHERE key='train_loss'")]
+        loss_steps = [
+            step
+            for (step,) in db.execute(
+                "SELECT m.step FROM metrics m JOIN tags t ON m.run_uuid = t.run_uuid "
+                "WHERE m.key = 'train_loss' AND t.key = 'mcl.stage' AND t.value = 'train_baseline'"
+            )
+        ]
         params = {k for (k,) in db.execute("SELECT DISTINCT key FROM params")}
     assert sorted(loss_steps) == list(range(1, 13))  # every training step
     assert {"data.dataset", "train.lr", "model.precond", "sample.sampler", "evaluate.k"} <= params
@@ -145,6 +166,7 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
     assert artifacts["train_baseline"] == ["baseline.pt"]
     assert artifacts["sample"] == ["baseline.npz", "samples_baseline.png"]
     assert artifacts["evaluate"] == ["results.md"]
+    assert artifacts["train_mcl"] == ["experts.pt", "win_rates_by_sigma.csv"]
 
 
 def test_a_temporary_experiment_logs_to_the_parent_repository_store(pipeline_repo):
@@ -156,7 +178,7 @@ def test_a_temporary_experiment_logs_to_the_parent_repository_store(pipeline_rep
             "WHERE e.key = 'mcl.dvc_experiment' AND s.key = 'mcl.stage'"
         ).fetchall()
     # Only evaluate depends on evaluate.k: one new run, tagged with the experiment's name.
-    assert len(rows) == 6
+    assert len(rows) == 7
     assert [stage for experiment, stage in rows if experiment != "workspace"] == ["evaluate"]
 
 

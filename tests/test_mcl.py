@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from conftest import synthetic_digits
+from mclcore.datasets import as_tensor
+from mclcore.diffusion import build_denoiser, sample_training_sigmas
+from mclcore.mcl import (
+    annealed_weights,
+    expert_losses,
+    relaxed_wta_weights,
+    soft_step,
+    wta_step,
+    wta_step_naive,
+    wta_weights,
+)
+
+TINY = dict(channels=(8, 16, 16), emb_dim=32, groups=4, precond="edm", sigma_data=0.5)
+
+
+def make_experts(k: int, seed: int = 0):
+    torch.manual_seed(seed)
+    experts = [build_denoiser(**TINY) for _ in range(k)]
+    for expert in experts:  # leave the zero-initialised start so the experts differ at once
+        torch.nn.init.normal_(expert.net.conv_out.weight, std=0.05)
+    return experts
+
+
+def batch(n=48, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x0 = as_tensor(synthetic_digits(n, seed)[0])
+    sigma = sample_training_sigmas(n, "lognormal", 0.01, 80.0, generator=generator)
+    return x0, sigma, torch.randn(x0.shape, generator=generator)
+
+
+def clone_experts(experts):
+    clones = make_experts(len(experts))
+    for clone, expert in zip(clones, experts):
+        clone.load_state_dict(expert.state_dict())
+    return clones
+
+
+def test_efficient_and_naive_wta_give_the_same_winners_losses_and_gradients():
+    experts = make_experts(3)
+    twins = clone_experts(experts)
+    opts = [torch.optim.SGD(e.parameters(), lr=0.0) for e in experts]
+    twin_opts = [torch.optim.SGD(e.parameters(), lr=0.0) for e in twins]
+    x0, sigma, noise = batch()
+    losses, winners = wta_step(experts, opts, x0, sigma, noise)
+    naive_losses, naive_winners = wta_step_naive(twins, twin_opts, x0, sigma, noise)
+    assert torch.equal(winners, naive_winners)
+    assert torch.allclose(losses, naive_losses, rtol=1e-5, atol=1e-7)
+    assert len(set(winners.tolist())) > 1  # the comparison covers several winners
+    for k, (expert, twin) in enumerate(zip(experts, twins)):
+        for p, q in zip(expert.parameters(), twin.parameters()):
+            if (winners == k).any():
+                assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-7)
+            else:
+                assert p.grad is None and not q.grad.any()
+
+
+def test_a_losing_expert_is_untouched_bit_for_bit():
+    experts = make_experts(2)
+    with torch.no_grad():  # expert 1 predicts far off: it loses every example
+        experts[1].net.conv_out.bias.fill_(25.0)
+    opts = [torch.optim.AdamW(e.parameters(), lr=1e-2, weight_decay=0.1) for e in experts]
+    # Give expert 1 optimiser momentum first, as after earlier wins.
+    x0, sigma, noise = batch(seed=1)
+    soft_step(experts, opts, x0, sigma, noise, lambda l: relaxed_wta_weights(l, 0.5), 1.0)
+    before = {k: v.clone() for k, v in experts[1].state_dict().items()}
+    state_before = {k: v.clone() for k, v in opts[1].state[next(iter(opts[1].state))].items()}
+    x0, sigma, noise = batch(seed=2)
+    _, winners = wta_step(experts, opts, x0, sigma, noise, grad_clip=1.0)
+    assert (winners == 0).all()
+    for key, value in experts[1].state_dict().items():
+        assert torch.equal(value, before[key]), key
+    for key, value in opts[1].state[next(iter(opts[1].state))].items():
+        assert torch.equal(value, state_before[key]), key
+
+
+def test_the_winner_of_an_example_has_the_lowest_loss():
+    experts = make_experts(4)
+    x0, sigma, noise = batch()
+    losses = expert_losses(experts, x0, sigma, noise)
+    winners = wta_weights(losses).winners
+    assert torch.equal(losses[winners, torch.arange(len(x0))], losses.min(dim=0).values)
+
+
+def test_relaxed_weights_give_epsilon_to_the_others_and_sum_to_one():
+    losses = torch.tensor([[1.0, 0.1], [0.5, 0.9], [0.2, 0.4]])
+    assignment = relaxed_wta_weights(losses, epsilon=0.1)
+    assert assignment.winners.tolist() == [2, 0]
+    assert torch.allclose(assignment.weights.sum(dim=0), torch.ones(2))
+    assert assignment.weights[2, 0].item() == pytest.approx(0.9)
+    assert assignment.weights[0, 0].item() == pytest.approx(0.05)
+
+
+def test_annealed_weights_run_from_uniform_to_hard_wta():
+    losses = torch.tensor([[1.0, 0.1], [0.5, 0.9], [0.2, 0.4]])
+    hot = annealed_weights(losses, temperature=1e6).weights
+    assert torch.allclose(hot, torch.full_like(hot, 1 / 3), atol=1e-5)
+    cold = annealed_weights(losses, temperature=1e-4).weights
+    assert torch.allclose(cold, wta_weights(losses).weights, atol=1e-6)
+    assert torch.equal(annealed_weights(losses, 0.0).weights, wta_weights(losses).weights)

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import synthetic_digits
+from mclcore.datasets import as_tensor
+from mclcore.diffusion import build_denoiser
+from mclcore.mcl_training import MCLConfig, WinCounts, mcl_step, temperature_at, train_mcl
+
+TINY = dict(channels=(8, 16, 16), emb_dim=32, groups=4, precond="edm", sigma_data=0.5)
+
+
+def config(**changes) -> MCLConfig:
+    settings = dict(
+        epochs=1,
+        batch_size=16,
+        lr=1e-3,
+        ema_decay=0.99,
+        grad_clip=1.0,
+        sigma_sampling="lognormal",
+        p_mean=-1.2,
+        p_std=1.2,
+        sigma_min=0.01,
+        sigma_max=80.0,
+        seed=0,
+        rule="wta",
+    )
+    return MCLConfig(**{**settings, **changes})
+
+
+def experts(k=3, seed=0):
+    torch.manual_seed(seed)
+    return [build_denoiser(**TINY) for _ in range(k)]
+
+
+def test_temperature_decays_linearly_to_zero_then_stays_there():
+    cfg = config(rule="annealed", temperature=2.0, anneal_fraction=0.5)
+    assert temperature_at(cfg, 0, 100) == 2.0
+    assert temperature_at(cfg, 25, 100) == pytest.approx(1.0)
+    assert temperature_at(cfg, 50, 100) == 0.0 and temperature_at(cfg, 99, 100) == 0.0
+
+
+def test_win_counts_put_each_sigma_in_its_log_band():
+    counts = WinCounts(2, np.geomspace(0.01, 100.0, 5))  # bands split at 0.1, 1, 10
+    counts.add(torch.tensor([0.02, 0.5, 0.5, 5.0, 50.0, 100.0]), torch.tensor([0, 1, 1, 0, 1, 1]))
+    assert counts.by_band.tolist() == [[1, 0], [0, 2], [1, 0], [0, 2]]
+    assert counts.rates().tolist() == pytest.approx([2 / 6, 4 / 6])
+    assert counts.band_rates()[1].tolist() == [0.0, 1.0]
+
+
+def test_assignment_by_image_gives_all_draws_of_an_image_one_winner():
+    cfg = config(assignment="image", draws_per_image=4)
+    group = experts()
+    opts = [torch.optim.Adam(e.parameters(), lr=1e-3) for e in group]
+    x0 = as_tensor(synthetic_digits(8, 0)[0])
+    losses, winners, sigma = mcl_step(group, opts, x0, cfg, torch.Generator().manual_seed(0), 0, 10)
+    assert losses.shape == (3, 32) and winners.shape == (32,)
+    per_image = winners.reshape(8, 4)
+    assert (per_image == per_image[:, :1]).all()
+    summed = losses.reshape(3, 8, 4).sum(dim=2)
+    assert torch.equal(per_image[:, 0], summed.argmin(dim=0))
+    assert len(set(sigma.tolist())) == 32  # each draw has its own noise level
+
+
+def test_assignment_by_noise_draw_picks_the_lowest_loss_per_row():
+    group = experts()
+    opts = [torch.optim.Adam(e.parameters(), lr=1e-3) for e in group]
+    x0 = as_tensor(synthetic_digits(16, 0)[0])
+    losses, winners, _ = mcl_step(
+        group, opts, x0, config(), torch.Generator().manual_seed(0), 0, 10
+    )
+    assert torch.equal(winners, losses.argmin(dim=0))
+
+
+@pytest.mark.parametrize("rule", ["wta", "relaxed", "annealed"])
+def test_a_short_mcl_run_trains_every_rule_and_counts_final_wins(rule):
+    records = []
+    images = as_tensor(synthetic_digits(160, 0)[0])
+    emas, wins = train_mcl(
+        experts(),
+        images,
+        config(rule=rule, epochs=1),
+        torch.device("cpu"),
+        lambda metrics, step: records.append((step, metrics)),
+        show_progress=False,
+    )
+    assert len(emas) == 3 and all(ema.updates == 10 for ema in emas)
+    assert wins.by_band.sum() == 3 * 16  # the last quarter of 10 steps: steps 7, 8, 9
+    assert wins.rates().sum() == pytest.approx(1.0)
+    final = records[-1][1]
+    assert {"epoch", "win_rate_expert_0", "band0_win_rate_expert_2"} <= set(final)
+    assert [step for step, m in records if "train_loss" in m] == list(range(1, 11))
+
+
+def test_unknown_rule_is_rejected():
+    with pytest.raises(ValueError, match="unknown MCL rule"):
+        mcl_step(
+            experts(2),
+            [None, None],
+            torch.zeros(2, 1, 28, 28),
+            config(rule="soft"),
+            torch.Generator(),
+            0,
+            1,
+        )
