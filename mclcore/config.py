@@ -161,6 +161,33 @@ class TrainMCLParams:
 
 
 @dataclass(frozen=True)
+class TrainGatingParams:
+    """The gate: a small CNN predicting the winning expert from (x_t, sigma)."""
+
+    images: int = 4000
+    val_images: int = 1000
+    draws: int = 2
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 2e-3
+    width: int = 32
+    emb_dim: int = 64
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check(self.images >= 1, "train_gating.images", "must be >= 1")
+        _check(self.val_images >= 1, "train_gating.val_images", "must be >= 1")
+        _check(self.draws >= 1, "train_gating.draws", "must be >= 1")
+        _check(self.epochs >= 1, "train_gating.epochs", "must be >= 1")
+        _check(self.batch_size >= 1, "train_gating.batch_size", "must be >= 1")
+        _check(self.lr > 0, "train_gating.lr", "must be > 0")
+        _check(
+            self.width >= 4 and self.width % 4 == 0, "train_gating.width", "must be a multiple of 4"
+        )
+        _check(self.emb_dim >= 2 and self.emb_dim % 2 == 0, "train_gating.emb_dim", "must be even")
+
+
+@dataclass(frozen=True)
 class SampleParams:
     """Deterministic probability-flow ODE sampling."""
 
@@ -202,6 +229,7 @@ class Params:
     train_baseline: TrainParams = field(default_factory=TrainParams)
     mcl: MCLParams = field(default_factory=MCLParams)
     train_mcl: TrainMCLParams = field(default_factory=TrainMCLParams)
+    train_gating: TrainGatingParams = field(default_factory=TrainGatingParams)
     sample: SampleParams = field(default_factory=SampleParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 

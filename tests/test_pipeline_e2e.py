@@ -24,6 +24,7 @@ TINY_PARAMS = {
     "sample": {"n_samples": 200, "steps": 3, "batch_size": 100},
     "mcl": {"K": 2},
     "train_mcl": {"max_steps": 8, "batch_size": 32},
+    "train_gating": {"images": 100, "val_images": 50, "draws": 1, "epochs": 1, "width": 8},
 }
 
 
@@ -82,8 +83,8 @@ def pipeline_repo(tmp_path_factory):
 
 def test_every_stage_ran_and_dvc_is_up_to_date(pipeline_repo):
     repo, env, result = pipeline_repo
-    stages = ("download", "train_classifier", "train_baseline", "train_mcl", "sample", "evaluate")
-    for stage in stages:
+    stages = ("download", "train_classifier", "train_baseline", "train_mcl", "train_gating")
+    for stage in (*stages, "sample", "evaluate"):
         assert f"Running stage '{stage}'" in result.stdout
     status = run([sys.executable, "-m", "dvc", "status"], repo, env)
     assert "up to date" in status.stdout
@@ -113,6 +114,9 @@ def test_metric_files_hold_the_measured_numbers(pipeline_repo):
     assert mcl["win_rate_expert_0"] + mcl["win_rate_expert_1"] == pytest.approx(1.0)
     bands = (repo / "metrics/win_rates_by_sigma.csv").read_text().splitlines()
     assert bands[0] == "band,sigma_low,sigma_high,expert_0,expert_1" and len(bands) == 9
+    gating = json.loads((repo / "metrics/train_gating.json").read_text())
+    assert gating["chance_accuracy"] == 0.5 and gating["val_examples"] == 50
+    assert 0.0 <= gating["val_accuracy"] <= 1.0
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     for row in ("baseline", "real_data_floor"):
         assert set(evaluation[row]) == {"n", "fid", "precision", "recall"}
@@ -129,7 +133,7 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
         runs = db.execute("SELECT run_uuid, status, artifact_uri FROM runs").fetchall()
         tags = db.execute("SELECT run_uuid, key, value FROM tags").fetchall()
         metric_keys = {k for (k,) in db.execute("SELECT DISTINCT key FROM metrics")}
-    assert len(runs) == 6 and all(status == "FINISHED" for _, status, _ in runs)
+    assert len(runs) == 7 and all(status == "FINISHED" for _, status, _ in runs)
     by_run = {}
     for run_id, key, value in tags:
         by_run.setdefault(run_id, {})[key] = value
@@ -140,6 +144,7 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
         "sample",
         "train_baseline",
         "train_classifier",
+        "train_gating",
         "train_mcl",
     ]
     assert len({t["mcl.pipeline"] for t in by_run.values()}) == 1
@@ -167,6 +172,7 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
     assert artifacts["sample"] == ["baseline.npz", "samples_baseline.png"]
     assert artifacts["evaluate"] == ["results.md"]
     assert artifacts["train_mcl"] == ["experts.pt", "win_rates_by_sigma.csv"]
+    assert artifacts["train_gating"] == ["gate.pt"]
 
 
 def test_a_temporary_experiment_logs_to_the_parent_repository_store(pipeline_repo):
@@ -178,7 +184,7 @@ def test_a_temporary_experiment_logs_to_the_parent_repository_store(pipeline_rep
             "WHERE e.key = 'mcl.dvc_experiment' AND s.key = 'mcl.stage'"
         ).fetchall()
     # Only evaluate depends on evaluate.k: one new run, tagged with the experiment's name.
-    assert len(rows) == 7
+    assert len(rows) == 8
     assert [stage for experiment, stage in rows if experiment != "workspace"] == ["evaluate"]
 
 

@@ -1,0 +1,41 @@
+import torch
+
+from conftest import synthetic_digits
+from mclcore.datasets import as_tensor
+from mclcore.diffusion import build_denoiser, denoising_loss
+from mclcore.gating import GateNet, label_winners, load_gate, GATE_KIND
+from mclcore.files import torch_save
+
+TINY = dict(channels=(8, 16, 16), emb_dim=32, groups=4, precond="edm", sigma_data=0.5)
+
+
+def test_labels_are_the_experts_with_the_lowest_loss_on_each_noisy_input():
+    torch.manual_seed(0)
+    experts = [build_denoiser(**TINY).eval() for _ in range(3)]
+    for expert in experts:
+        torch.nn.init.normal_(expert.net.conv_out.weight, std=0.05)
+    x0 = as_tensor(synthetic_digits(20, 0)[0])
+    data = label_winners(experts, x0, 2, "lognormal", 0.01, 80.0, seed=0, show_progress=False)
+    assert data.x.shape == (40, 1, 28, 28) and data.winner.shape == (40,)
+    x0_rep = x0.repeat(2, 1, 1, 1)
+    noise = (data.x - x0_rep) / data.sigma.reshape(-1, 1, 1, 1)
+    with torch.no_grad():
+        losses = torch.stack([denoising_loss(e, x0_rep, data.sigma, noise) for e in experts])
+    assert torch.equal(data.winner, losses.argmin(dim=0))
+
+
+def test_gate_checkpoint_round_trip(tmp_path):
+    gate = GateNet(4, width=8, emb_dim=16)
+    torch_save(
+        {
+            "kind": GATE_KIND,
+            "k": 4,
+            "config": {"width": 8, "emb_dim": 16},
+            "sigma_data": 0.5,
+            "state_dict": gate.state_dict(),
+        },
+        tmp_path / "gate.pt",
+    )
+    loaded = load_gate(tmp_path / "gate.pt")
+    x, sigma = torch.randn(3, 1, 28, 28), torch.tensor([0.1, 1.0, 10.0])
+    assert torch.equal(loaded(x, sigma), gate.eval()(x, sigma))
