@@ -11,12 +11,12 @@ the measurement behind the default `model.precond`. Run from the repository root
 
 import argparse
 import dataclasses
-import json
 import logging
 import time
 
 import torch
 
+from mclcore.files import emit_json
 from mclcore.classifier import extract_features, load_classifier
 from mclcore.config import load_params
 from mclcore.datasets import as_tensor, load_splits
@@ -70,12 +70,7 @@ def main() -> None:
             **quality_metrics(reference, features, 3),
         }
         logging.info("%s: %s", precond, results[precond])
-    text = json.dumps(results, indent=2)
-    if args.out == "-":
-        print(text)
-    else:
-        with open(args.out, "w") as handle:
-            handle.write(text + "\n")
+    emit_json(results, args.out)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ and per noise band. Run from the repository root after `dvc repro download`:
 
 import argparse
 import dataclasses
-import json
 import time
 
 import torch
 import yaml
 
+from mclcore.files import emit_json
 from mclcore.config import params_from_dict
 from mclcore.datasets import as_tensor, load_splits
 from mclcore.diffusion import build_denoiser
@@ -57,12 +57,7 @@ def main() -> None:
         "band_edges": wins.edges.round(4).tolist(),
         "final_band_win_rates": wins.band_rates().round(4).tolist(),
     }
-    text = json.dumps(result, indent=2)
-    if args.out == "-":
-        print(text)
-    else:
-        with open(args.out, "w") as handle:
-            handle.write(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ Reports medians over repeated, interleaved steps, and the ratio naive / efficien
 """
 
 import argparse
-import json
 import statistics
 import time
 
 import torch
 
+from mclcore.files import emit_json
 from mclcore.diffusion import build_denoiser, denoising_loss, sample_training_sigmas
 from mclcore.mcl import wta_step, wta_step_naive
 
@@ -68,12 +68,7 @@ def main() -> None:
         "efficient_in_baseline_steps": medians["efficient"] / medians["baseline"],
         "naive_in_baseline_steps": medians["naive"] / medians["baseline"],
     }
-    text = json.dumps(result, indent=2)
-    if args.out == "-":
-        print(text)
-    else:
-        with open(args.out, "w") as handle:
-            handle.write(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -83,8 +83,8 @@ class ModelParams:
 
 
 @dataclass(frozen=True)
-class TrainParams:
-    """Optimisation of one score network (the baseline; later each expert)."""
+class OptimisationParams:
+    """Settings shared by every section that trains score networks."""
 
     epochs: int = 1
     max_steps: int = 0
@@ -97,17 +97,26 @@ class TrainParams:
     p_std: float = 1.2
     seed: int = 0
     log_every: int = 1
+
+    def _validate_optimisation(self, section: str) -> None:
+        _check(self.epochs >= 1, f"{section}.epochs", "must be >= 1")
+        _check(self.max_steps >= 0, f"{section}.max_steps", "must be >= 0 (0: no limit)")
+        _check(self.batch_size >= 1, f"{section}.batch_size", "must be >= 1")
+        _check(self.lr > 0, f"{section}.lr", "must be > 0")
+        _check(0 <= self.ema_decay < 1, f"{section}.ema_decay", "must be in [0, 1)")
+        _check(self.grad_clip >= 0, f"{section}.grad_clip", "must be >= 0 (0: no clip)")
+        _check(self.p_std > 0, f"{section}.p_std", "must be > 0")
+        _check(self.log_every >= 1, f"{section}.log_every", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainParams(OptimisationParams):
+    """Optimisation of the baseline score network."""
+
     checkpoint_every: int = 200
 
     def validate(self) -> None:
-        _check(self.epochs >= 1, "train_baseline.epochs", "must be >= 1")
-        _check(self.max_steps >= 0, "train_baseline.max_steps", "must be >= 0 (0: no limit)")
-        _check(self.batch_size >= 1, "train_baseline.batch_size", "must be >= 1")
-        _check(self.lr > 0, "train_baseline.lr", "must be > 0")
-        _check(0 <= self.ema_decay < 1, "train_baseline.ema_decay", "must be in [0, 1)")
-        _check(self.grad_clip >= 0, "train_baseline.grad_clip", "must be >= 0 (0: no clip)")
-        _check(self.p_std > 0, "train_baseline.p_std", "must be > 0")
-        _check(self.log_every >= 1, "train_baseline.log_every", "must be >= 1")
+        self._validate_optimisation("train_baseline")
         _check(self.checkpoint_every >= 1, "train_baseline.checkpoint_every", "must be >= 1")
 
 
@@ -122,7 +131,7 @@ class MCLParams:
 
 
 @dataclass(frozen=True)
-class TrainMCLParams:
+class TrainMCLParams(OptimisationParams):
     """Multiple Choice Learning of the K experts (Lee et al. 2016; remedies in mclcore.mcl)."""
 
     rule: Literal["wta", "relaxed", "annealed"] = "annealed"
@@ -132,32 +141,14 @@ class TrainMCLParams:
     assignment: Literal["noise_draw", "image"] = "noise_draw"
     draws_per_image: int = 4
     sigma_bands: int = 8
-    epochs: int = 1
-    max_steps: int = 0
-    batch_size: int = 64
-    lr: float = 5e-4
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    sigma_sampling: Literal["lognormal", "loguniform"] = "lognormal"
-    p_mean: float = -1.2
-    p_std: float = 1.2
-    seed: int = 0
-    log_every: int = 1
 
     def validate(self) -> None:
+        self._validate_optimisation("train_mcl")
         _check(0 <= self.epsilon < 1, "train_mcl.epsilon", "must be in [0, 1)")
         _check(self.temperature >= 0, "train_mcl.temperature", "must be >= 0")
         _check(0 < self.anneal_fraction <= 1, "train_mcl.anneal_fraction", "must be in (0, 1]")
         _check(self.draws_per_image >= 1, "train_mcl.draws_per_image", "must be >= 1")
         _check(self.sigma_bands >= 1, "train_mcl.sigma_bands", "must be >= 1")
-        _check(self.epochs >= 1, "train_mcl.epochs", "must be >= 1")
-        _check(self.max_steps >= 0, "train_mcl.max_steps", "must be >= 0 (0: no limit)")
-        _check(self.batch_size >= 1, "train_mcl.batch_size", "must be >= 1")
-        _check(self.lr > 0, "train_mcl.lr", "must be > 0")
-        _check(0 <= self.ema_decay < 1, "train_mcl.ema_decay", "must be in [0, 1)")
-        _check(self.grad_clip >= 0, "train_mcl.grad_clip", "must be >= 0 (0: no clip)")
-        _check(self.p_std > 0, "train_mcl.p_std", "must be > 0")
-        _check(self.log_every >= 1, "train_mcl.log_every", "must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -42,3 +43,11 @@ def torch_save(obj, path: str | Path) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def emit_json(data, out: str) -> None:
+    """Print `data` as JSON when `out` is "-", else write it to the file `out`, atomically."""
+    if out == "-":
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        write_json(out, data)
