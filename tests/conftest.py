@@ -59,3 +59,19 @@ def write_idx_folder(folder: Path, n_train: int, n_test: int, gz: bool = True) -
 def idx_folder(tmp_path: Path) -> Path:
     """A small dataset of 600 training and 300 test images as gzipped IDX files."""
     return write_idx_folder(tmp_path / "idx", 600, 300)
+
+
+# A score network small enough for a unit test to train it in seconds.
+TINY_MODEL = dict(channels=(8, 16, 16), emb_dim=32, groups=4, precond="edm", sigma_data=0.5)
+
+# Optimisation settings every tiny training test shares (EDM noise levels, clipped steps).
+TINY_OPTIMISATION = dict(
+    ema_decay=0.99,
+    grad_clip=1.0,
+    sigma_sampling="lognormal",
+    p_mean=-1.2,
+    p_std=1.2,
+    sigma_min=0.01,
+    sigma_max=80.0,
+    seed=0,
+)

@@ -1,12 +1,12 @@
 import torch
 
-from conftest import synthetic_digits
+from conftest import TINY_MODEL, synthetic_digits
 from mclcore.datasets import as_tensor
 from mclcore.diffusion import build_denoiser, denoising_loss
 from mclcore.gating import GateNet, label_winners, load_gate, GATE_KIND
 from mclcore.files import torch_save
 
-TINY = dict(channels=(8, 16, 16), emb_dim=32, groups=4, precond="edm", sigma_data=0.5)
+TINY = TINY_MODEL
 
 
 def test_labels_are_the_experts_with_the_lowest_loss_on_each_noisy_input():

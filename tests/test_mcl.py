@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conftest import synthetic_digits
+from conftest import TINY_MODEL, synthetic_digits
 from mclcore.datasets import as_tensor
 from mclcore.diffusion import build_denoiser, sample_training_sigmas
 from mclcore.mcl import (
@@ -14,7 +14,7 @@ from mclcore.mcl import (
     wta_weights,
 )
 
-TINY = dict(channels=(8, 16, 16), emb_dim=32, groups=4, precond="edm", sigma_data=0.5)
+TINY = TINY_MODEL
 
 
 def make_experts(k: int, seed: int = 0):

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_digits
+from conftest import TINY_MODEL, TINY_OPTIMISATION, synthetic_digits
 from mclcore.datasets import as_tensor
 from mclcore.diffusion import build_denoiser
 from mclcore.mcl_training import MCLConfig, WinCounts, mcl_step, temperature_at, train_mcl
 
-TINY = dict(channels=(8, 16, 16), emb_dim=32, groups=4, precond="edm", sigma_data=0.5)
+TINY = TINY_MODEL
 
 
 def config(**changes) -> MCLConfig:
@@ -15,14 +15,7 @@ def config(**changes) -> MCLConfig:
         epochs=1,
         batch_size=16,
         lr=1e-3,
-        ema_decay=0.99,
-        grad_clip=1.0,
-        sigma_sampling="lognormal",
-        p_mean=-1.2,
-        p_std=1.2,
-        sigma_min=0.01,
-        sigma_max=80.0,
-        seed=0,
+        **TINY_OPTIMISATION,
         rule="wta",
     )
     return MCLConfig(**{**settings, **changes})

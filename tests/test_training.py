@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from conftest import synthetic_digits
+from conftest import TINY_MODEL, TINY_OPTIMISATION, synthetic_digits
 from mclcore.checkpoints import CheckpointError, load_denoiser, save_denoiser
 from mclcore.datasets import as_tensor
 from mclcore.diffusion import build_denoiser
 from mclcore.training import EMA, TrainConfig, denoising_error_by_sigma, train_denoiser
 
-TINY = dict(channels=(8, 16, 16), emb_dim=32, groups=4, precond="edm", sigma_data=0.5)
+TINY = TINY_MODEL
 
 
 def tiny_config(**changes) -> TrainConfig:
@@ -15,14 +15,7 @@ def tiny_config(**changes) -> TrainConfig:
         epochs=4,
         batch_size=32,
         lr=2e-3,
-        ema_decay=0.99,
-        grad_clip=1.0,
-        sigma_sampling="lognormal",
-        p_mean=-1.2,
-        p_std=1.2,
-        sigma_min=0.01,
-        sigma_max=80.0,
-        seed=0,
+        **TINY_OPTIMISATION,
         log_every=5,
         checkpoint_every=5,
     )
