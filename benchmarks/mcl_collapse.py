@@ -1,10 +1,11 @@
 """Measure expert collapse: final win rates of one MCL configuration on the pipeline's data.
 
 Trains K experts with the `train_mcl` settings of params.yaml, overridden by KEY=VALUE
-arguments (keys of the `train_mcl` section, or K), and writes the final win rates overall
+arguments (keys of the `train_mcl` section, K, or SECTION.KEY of any section), and writes the final win rates overall
 and per noise band. Run from the repository root after `dvc repro download`:
 
     python benchmarks/mcl_collapse.py assignment=image batch_size=16 --out result.json
+    python benchmarks/mcl_collapse.py rule=relaxed "model.channels=[16,32,64]"
 """
 
 import argparse
@@ -30,7 +31,8 @@ def main() -> None:
     raw = yaml.safe_load(open("params.yaml"))
     for item in args.overrides:
         key, value = item.split("=", 1)
-        section = "mcl" if key == "K" else "train_mcl"
+        section, _, key = key.rpartition(".")
+        section = section or ("mcl" if key == "K" else "train_mcl")
         raw[section][key] = yaml.safe_load(value)
     params = params_from_dict(raw)
     model, mcl = params.model, params.train_mcl
@@ -47,15 +49,18 @@ def main() -> None:
         for _ in range(params.mcl.K)
     ]
     start = time.perf_counter()
-    _, wins = train_mcl(experts, as_tensor(splits.train_images), cfg, torch.device("cpu"))
+    run = train_mcl(experts, as_tensor(splits.train_images), cfg, torch.device("cpu"))
+    wins = run.final_wins
     result = {
         "overrides": args.overrides,
+        "model": dataclasses.asdict(model),
         "train_mcl": dataclasses.asdict(mcl),
         "K": params.mcl.K,
         "seconds": time.perf_counter() - start,
         "final_win_rates": wins.rates().round(4).tolist(),
         "band_edges": wins.edges.round(4).tolist(),
         "final_band_win_rates": wins.band_rates().round(4).tolist(),
+        "win_rate_curve": run.win_rate_curve.round(4).tolist(),
     }
     emit_json(result, args.out)
 

@@ -1,6 +1,6 @@
 """Speed of one winner-takes-all training step: winners chosen without autograd and only
 winners trained (`wta_step`), against all K experts run forward and backward
-(`wta_step_naive`, the reference study's route), and against one baseline step.
+(`naive_step`, the reference study's route), and against one baseline step.
 
 Reports medians over repeated, interleaved steps, and the ratio naive / efficient:
 
@@ -15,7 +15,7 @@ import torch
 
 from mclcore.files import emit_json
 from mclcore.diffusion import build_denoiser, denoising_loss, sample_training_sigmas
-from mclcore.mcl import wta_step, wta_step_naive
+from mclcore.mcl import naive_step, wta_step
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     steps = {
         "baseline": baseline_step,
         "efficient": lambda *b: wta_step(experts, optimizers, *b, grad_clip=1.0),
-        "naive": lambda *b: wta_step_naive(experts, optimizers, *b, grad_clip=1.0),
+        "naive": lambda *b: naive_step(experts, optimizers, *b, grad_clip=1.0),
     }
     times = {name: [] for name in steps}
     for repeat in range(args.repeats + 2):

@@ -137,15 +137,25 @@ class TrainMCLParams(OptimisationParams):
     rule: Literal["wta", "relaxed", "annealed"] = "annealed"
     epsilon: float = 0.05
     temperature: float = 1.0
+    final_temperature: float = 0.01
     anneal_fraction: float = 0.5
     assignment: Literal["noise_draw", "image"] = "noise_draw"
     draws_per_image: int = 4
     sigma_bands: int = 8
+    wins_every: int = 25
+    checkpoint_every: int = 100
 
     def validate(self) -> None:
         self._validate_optimisation("train_mcl")
+        _check(self.wins_every >= 1, "train_mcl.wins_every", "must be >= 1")
+        _check(self.checkpoint_every >= 1, "train_mcl.checkpoint_every", "must be >= 1")
         _check(0 <= self.epsilon < 1, "train_mcl.epsilon", "must be in [0, 1)")
         _check(self.temperature >= 0, "train_mcl.temperature", "must be >= 0")
+        _check(
+            0 < self.final_temperature <= self.temperature or self.temperature == 0,
+            "train_mcl.final_temperature",
+            "must be in (0, train_mcl.temperature]",
+        )
         _check(0 < self.anneal_fraction <= 1, "train_mcl.anneal_fraction", "must be in (0, 1]")
         _check(self.draws_per_image >= 1, "train_mcl.draws_per_image", "must be >= 1")
         _check(self.sigma_bands >= 1, "train_mcl.sigma_bands", "must be >= 1")
@@ -186,9 +196,10 @@ class SampleParams:
     steps: int = 18
     grid: Literal["edm", "geometric"] = "edm"
     rho: float = 7.0
-    n_samples: int = 2000
+    n_samples: int = 500
     batch_size: int = 500
     seed: int = 0
+    heuristic: Literal["time_bands", "win_table"] = "time_bands"
 
     def validate(self) -> None:
         _check(self.steps >= 1, "sample.steps", "must be >= 1")

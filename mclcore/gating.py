@@ -151,6 +151,22 @@ def per_sigma_majority_accuracy(train: GateData, test: GateData, edges: np.ndarr
 GATE_KIND = "mcl-diffusion/gate"
 
 
+def save_gate(gate: GateNet, config: dict, path) -> None:
+    """Save the gate with the `train_gating` settings that rebuild it, atomically."""
+    from mclcore.files import torch_save
+
+    torch_save(
+        {
+            "kind": GATE_KIND,
+            "k": gate.head.out_features,
+            "config": dict(config),
+            "sigma_data": gate.sigma_data,
+            "state_dict": {k: v.detach().cpu() for k, v in gate.state_dict().items()},
+        },
+        path,
+    )
+
+
 def load_gate(path, device: torch.device | str = "cpu") -> GateNet:
     """Rebuild the gate saved by the `train_gating` stage, in eval mode."""
     from mclcore.checkpoints import load_checkpoint

@@ -8,7 +8,9 @@ remedies for experts that never win are offered:
 - relaxed WTA (Rupprecht et al. 2017, "Learning in an Uncertain World", Eq. 4): the
   winner gets weight 1 - epsilon and every other expert epsilon / (K - 1);
 - annealed MCL (Perera et al. 2024, "Annealed Winner-Takes-All"): a softmin over the
-  experts' losses at a temperature that decays to 0, where it becomes hard WTA.
+  experts' losses at a temperature that decays to 0, where it becomes hard WTA. Here the
+  temperature is relative: in units of each example's mean loss over the experts, so one
+  setting means the same at every noise level and at every stage of training.
 """
 
 from __future__ import annotations
@@ -48,10 +50,15 @@ def relaxed_wta_weights(losses: torch.Tensor, epsilon: float) -> Assignment:
 
 
 def annealed_weights(losses: torch.Tensor, temperature: float) -> Assignment:
-    """Softmin of the losses at `temperature`; hard WTA at temperature 0."""
+    """Softmin of the losses at a relative `temperature`; hard WTA at temperature 0.
+
+    weight_k = softmax_k(-loss_k / (temperature * mean_j loss_j)) per example: at
+    temperature 0.01, an expert whose loss is 1% of the mean higher gets e times less weight.
+    """
     if temperature <= 0:
         return wta_weights(losses)
-    weights = torch.softmax(-losses / temperature, dim=0)
+    scale = temperature * losses.mean(dim=0, keepdim=True).clamp_min(1e-12)
+    weights = torch.softmax(-losses / scale, dim=0)
     return Assignment(weights, losses.argmin(dim=0))
 
 
@@ -63,6 +70,18 @@ def expert_losses(
     return torch.stack([denoising_loss(expert, x0, sigma, noise) for expert in experts])
 
 
+# A weight below this is treated as 0: the example is skipped for that expert. Softmin
+# weights at a low temperature underflow towards subnormal floats, whose arithmetic is
+# orders of magnitude slower on a CPU, and Adam would scale such vanishing gradients up
+# only to the level of its epsilon anyway.
+MIN_WEIGHT = 1e-6
+
+
+def weight_density(weights: torch.Tensor) -> float:
+    """Share of (expert, example) pairs that train: 1/K under hard WTA, 1 under relaxed."""
+    return float((weights >= MIN_WEIGHT).float().mean())
+
+
 def _step_expert(expert: nn.Module, optimizer, grad_clip: float) -> None:
     # Clipping is per expert: a loser's gradient never enters another expert's norm.
     if grad_clip > 0:
@@ -70,86 +89,79 @@ def _step_expert(expert: nn.Module, optimizer, grad_clip: float) -> None:
     optimizer.step()
 
 
-def wta_step(
+def train_weighted(
     experts: list[Denoiser],
     optimizers: list[torch.optim.Optimizer],
     x0: torch.Tensor,
     sigma: torch.Tensor,
     noise: torch.Tensor,
-    grad_clip: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One hard-WTA step: winners chosen without autograd, each trained on what it won.
-
-    Every expert is evaluated once without a graph to find the winners; then each
-    winner's forward and backward pass runs on its own examples only. An expert that won
-    nothing is not touched: no gradient, no optimiser step (so no momentum or weight
-    decay). Each winner's loss is its examples' losses summed over the batch size B, so
-    the experts' gradients add up to the gradient of the batch-mean WTA loss.
-    Returns ([K, B] losses, [B] winners).
-    """
-    losses = expert_losses(experts, x0, sigma, noise)
-    winners = losses.argmin(dim=0)
-    train_winners(experts, optimizers, x0, sigma, noise, winners, grad_clip)
-    return losses, winners
-
-
-def train_winners(
-    experts: list[Denoiser],
-    optimizers: list[torch.optim.Optimizer],
-    x0: torch.Tensor,
-    sigma: torch.Tensor,
-    noise: torch.Tensor,
-    winners: torch.Tensor,
+    weights: torch.Tensor,
     grad_clip: float = 0.0,
 ) -> None:
-    """Train each expert on the rows it won (loss summed / batch size); skip the others."""
+    """Train each expert on the rows it has weight for: sum_i w_ki loss_ki / B.
+
+    Only rows with weight >= MIN_WEIGHT are run forward and backward, so under hard WTA
+    each expert sees just the examples it won, and an expert with no such row is not
+    touched: no gradient, no optimiser step (so no momentum or weight decay).
+    """
     for k, (expert, optimizer) in enumerate(zip(experts, optimizers)):
-        won = (winners == k).nonzero().flatten()
-        if len(won) == 0:
+        rows = (weights[k] >= MIN_WEIGHT).nonzero().flatten()
+        if len(rows) == 0:
             continue
-        loss = denoising_loss(expert, x0[won], sigma[won], noise[won]).sum() / len(x0)
+        loss = denoising_loss(expert, x0[rows], sigma[rows], noise[rows])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        ((weights[k, rows] * loss).sum() / len(x0)).backward()
         _step_expert(expert, optimizer, grad_clip)
 
 
-def wta_step_naive(
+def train_winners(experts, optimizers, x0, sigma, noise, winners, grad_clip=0.0) -> None:
+    """Train each expert on the rows it won (hard WTA); skip the others."""
+    weights = torch.zeros(len(experts), len(x0), device=x0.device)
+    weights[winners, torch.arange(len(x0), device=x0.device)] = 1.0
+    train_weighted(experts, optimizers, x0, sigma, noise, weights, grad_clip)
+
+
+def mcl_update(
     experts: list[Denoiser],
     optimizers: list[torch.optim.Optimizer],
     x0: torch.Tensor,
     sigma: torch.Tensor,
     noise: torch.Tensor,
+    weights_fn=wta_weights,
     grad_clip: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same step as `wta_step` by the reference study's route, for comparison.
+    """One MCL step, efficiently: choose without autograd, then train on the choice.
 
-    All K experts run forward and backward on the whole batch and the losers' terms are
-    masked to zero; only the winners' optimisers then step. About K full training steps.
+    Every expert is evaluated once without a graph; `weights_fn([K, B] losses) ->
+    Assignment` turns the losses into weights (hard WTA by default, or relaxed, or
+    annealed), and each expert then runs forward and backward only on the rows it has
+    weight for. Returns ([K, B] losses, [B] winners).
     """
-    losses = torch.stack([denoising_loss(expert, x0, sigma, noise) for expert in experts])
-    assignment = wta_weights(losses.detach())
-    for optimizer in optimizers:
-        optimizer.zero_grad(set_to_none=True)
-    ((assignment.weights * losses).sum() / len(x0)).backward()
-    for k, (expert, optimizer) in enumerate(zip(experts, optimizers)):
-        if bool((assignment.winners == k).any()):
-            _step_expert(expert, optimizer, grad_clip)
-    return losses.detach(), assignment.winners
+    losses = expert_losses(experts, x0, sigma, noise)
+    assignment = weights_fn(losses)
+    train_weighted(experts, optimizers, x0, sigma, noise, assignment.weights, grad_clip)
+    return losses, assignment.winners
 
 
-def soft_step(
+def wta_step(experts, optimizers, x0, sigma, noise, grad_clip: float = 0.0):
+    """One hard-WTA step by `mcl_update`: each winner trains on what it won, losers rest."""
+    return mcl_update(experts, optimizers, x0, sigma, noise, wta_weights, grad_clip)
+
+
+def naive_step(
     experts: list[Denoiser],
     optimizers: list[torch.optim.Optimizer],
     x0: torch.Tensor,
     sigma: torch.Tensor,
     noise: torch.Tensor,
-    weights_fn,
+    weights_fn=wta_weights,
     grad_clip: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step where every expert learns with a weight per example (relaxed or annealed).
+    """The same step by the reference study's route, for comparison and as a check.
 
-    `weights_fn([K, B] losses) -> Assignment`. The weights are constants (no gradient
-    flows through the choice); every expert with a non-zero weight steps.
+    All K experts run forward and backward on the whole batch and the loss is weighted
+    (the losers' terms masked to zero under WTA); only experts with some weight step.
+    About K full training steps.
     """
     losses = torch.stack([denoising_loss(expert, x0, sigma, noise) for expert in experts])
     assignment = weights_fn(losses.detach())
@@ -157,6 +169,6 @@ def soft_step(
         optimizer.zero_grad(set_to_none=True)
     ((assignment.weights * losses).sum() / len(x0)).backward()
     for k, (expert, optimizer) in enumerate(zip(experts, optimizers)):
-        if bool((assignment.weights[k] > 0).any()):
+        if bool((assignment.weights[k] >= MIN_WEIGHT).any()):
             _step_expert(expert, optimizer, grad_clip)
     return losses.detach(), assignment.winners

@@ -131,7 +131,7 @@ def train_denoiser(
     steps_per_epoch = len(images) // cfg.batch_size
     n_steps = total_steps(len(images), cfg)
     fingerprint = cfg.fingerprint(resume_extra)
-    step = _maybe_resume(resume_path, fingerprint, denoiser, ema, optimizer, noise_rng)
+    step, _ = load_resume_state(resume_path, fingerprint, [denoiser], [ema], [optimizer], noise_rng)
     ema.resumed_at = step
 
     bar = progress(
@@ -156,7 +156,9 @@ def train_denoiser(
             log.info("epoch %d: mean loss %.4f", epoch + 1, epoch_mean)
             epoch_losses = []
         if resume_path and step % cfg.checkpoint_every == 0 and step < n_steps:
-            _save_resume(resume_path, fingerprint, step, denoiser, ema, optimizer, noise_rng)
+            save_resume_state(
+                resume_path, fingerprint, step, [denoiser], [ema], [optimizer], noise_rng
+            )
     bar.close()
     if resume_path and Path(resume_path).exists():
         Path(resume_path).unlink()
@@ -181,35 +183,44 @@ def _train_step(denoiser, optimizer, x0, cfg: TrainConfig, noise_rng) -> float:
     return loss.item()
 
 
-def _save_resume(path, fingerprint, step, denoiser, ema, optimizer, noise_rng) -> None:
+def save_resume_state(path, fingerprint, step, models, emas, optimizers, noise_rng, **extra):
+    """Everything a run needs to continue bit for bit from `step`: weights, EMAs, optimiser
+    moments and the noise generator, for one network or several (lists in the same order)."""
     torch_save(
         {
             "fingerprint": fingerprint,
             "step": step,
-            "model": denoiser.state_dict(),
-            "ema": ema.module.state_dict(),
-            "ema_updates": ema.updates,
-            "optimizer": optimizer.state_dict(),
+            "models": [m.state_dict() for m in models],
+            "emas": [ema.module.state_dict() for ema in emas],
+            "ema_updates": [ema.updates for ema in emas],
+            "optimizers": [o.state_dict() for o in optimizers],
             "noise_rng": noise_rng.get_state(),
+            "extra": extra,
         },
         path,
     )
 
 
-def _maybe_resume(path, fingerprint, denoiser, ema, optimizer, noise_rng) -> int:
+def load_resume_state(path, fingerprint, models, emas, optimizers, noise_rng) -> tuple[int, dict]:
+    """Restore a state saved by `save_resume_state` if there is one for this fingerprint.
+
+    Returns (the step to continue from, the extra items saved with it); (0, {}) when there
+    is nothing to resume or it was saved with other settings.
+    """
     if not path or not Path(path).exists():
-        return 0
+        return 0, {}
     state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("fingerprint") != fingerprint:
+    if state.get("fingerprint") != fingerprint or len(state.get("models", [])) != len(models):
         log.warning("ignoring %s: it was saved with other parameters", path)
-        return 0
-    denoiser.load_state_dict(state["model"])
-    ema.module.load_state_dict(state["ema"])
-    ema.updates = state["ema_updates"]
-    optimizer.load_state_dict(state["optimizer"])
+        return 0, {}
+    for model, ema, optimizer, i in zip(models, emas, optimizers, range(len(models))):
+        model.load_state_dict(state["models"][i])
+        ema.module.load_state_dict(state["emas"][i])
+        ema.updates = state["ema_updates"][i]
+        optimizer.load_state_dict(state["optimizers"][i])
     noise_rng.set_state(state["noise_rng"])
     log.info("resuming from %s at step %d", path, state["step"])
-    return state["step"]
+    return state["step"], state["extra"]
 
 
 @torch.no_grad()

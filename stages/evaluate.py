@@ -1,4 +1,5 @@
-"""DVC stage `evaluate`: FID, precision and recall of the samples and of real held-out images."""
+"""DVC stage `evaluate`: FID, precision and recall of every strategy's samples, the
+baseline's, and real held-out images (the floor), with the same n and the same reference."""
 
 import logging
 
@@ -12,9 +13,10 @@ from mclcore.files import write_json, write_text
 from mclcore.metrics import sample_quality
 from mclcore.report import results_markdown
 from mclcore.runtime import run_stage, select_device
+from mclcore.strategies import SAMPLE_ITEMS
 
 CLASSIFIER = "models/classifier.pt"
-SAMPLES = {"baseline": "samples/baseline.npz"}
+SAMPLES = [f"samples/{item}.npz" for item in SAMPLE_ITEMS]
 METRICS = "metrics/evaluate.json"
 TABLE = "metrics/results.md"
 
@@ -30,10 +32,16 @@ def main() -> None:
 
     reference = features(splits.test_images)
     sample_sets = {}
-    for name, path in SAMPLES.items():
+    for path in SAMPLES:
         with np.load(path) as archive:
-            sample_sets[name] = archive["images"]
-    n = min(len(images) for images in sample_sets.values())
+            sample_sets.update({row: archive[row] for row in archive.files if row != "sigmas"})
+    sizes = {len(images) for images in sample_sets.values()}
+    if len(sizes) != 1:
+        raise DataError(
+            f"the sample sets differ in size ({sorted(sizes)}): some are stale; "
+            "run `dvc repro` so that every strategy is sampled with the same sample.n_samples"
+        )
+    n = sizes.pop()
     if len(splits.holdout_images) < n:
         raise DataError(
             f"data.holdout={len(splits.holdout_images)} held-out images cannot match the "

@@ -10,13 +10,13 @@ from mclcore import tracking
 from mclcore.config import as_flat_dict, load_params
 from mclcore.datasets import DataError, as_tensor, load_splits
 from mclcore.ensemble import load_ensemble
-from mclcore.files import torch_save, write_json
+from mclcore.files import write_json
 from mclcore.gating import (
-    GATE_KIND,
     GateNet,
     gate_accuracy,
     label_winners,
     per_sigma_majority_accuracy,
+    save_gate,
     train_gate,
 )
 from mclcore.runtime import run_stage, select_device
@@ -76,17 +76,7 @@ def main() -> None:
             "val_examples": len(val.x),
             "train_seconds": time.perf_counter() - start,
         }
-        state = {k: v.detach().cpu() for k, v in gate.state_dict().items()}
-        torch_save(
-            {
-                "kind": GATE_KIND,
-                "k": K,
-                "config": dataclasses.asdict(cfg),
-                "sigma_data": model_cfg.sigma_data,
-                "state_dict": state,
-            },
-            OUT,
-        )
+        save_gate(gate, dataclasses.asdict(cfg), OUT)
         write_json(METRICS, metrics)
         tracking.log_metrics(metrics)
         tracking.log_artifact(OUT)

@@ -21,6 +21,10 @@ METRICS = "metrics/train_mcl.json"
 BANDS = "metrics/win_rates_by_sigma.csv"
 
 
+RESUME = "runs/resume/train_mcl.pt"
+CURVE = "metrics/win_rate_curve.csv"
+
+
 def mcl_config(params) -> MCLConfig:
     """The loop's settings from the `train_mcl` and `model` sections."""
     fields = {f.name for f in dataclasses.fields(MCLConfig)}
@@ -54,8 +58,17 @@ def main() -> None:
 
     with tracking.stage_run("train_mcl", logged):
         start = time.perf_counter()
-        emas, wins = train_mcl(experts, images, cfg, device, tracking.log_metrics)
+        run = train_mcl(
+            experts,
+            images,
+            cfg,
+            device,
+            tracking.log_metrics,
+            resume_path=RESUME,
+            resume_extra={"model": dataclasses.asdict(model_cfg), "data": str(params.data)},
+        )
         seconds = time.perf_counter() - start
+        emas, wins = run.emas, run.final_wins
         rates = wins.rates()
         save_ensemble(
             [ema.module for ema in emas],
@@ -73,9 +86,15 @@ def main() -> None:
                 writer.writerow(
                     [band, f"{edges[0]:.4g}", f"{edges[1]:.4g}", *[f"{r:.4f}" for r in band_rates]]
                 )
+        with atomic_path(CURVE) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["step", *[f"expert_{k}" for k in range(K)]])
+            for step, *window_rates in run.win_rate_curve.tolist():
+                writer.writerow([int(step), *[f"{r:.4f}" for r in window_rates]])
         metrics = {
             "K": K,
             "steps": emas[0].updates,
+            "resumed_at_step": emas[0].resumed_at,
             "train_seconds": seconds,
             "min_win_rate": float(rates.min()),
             **{f"win_rate_expert_{k}": float(r) for k, r in enumerate(rates)},
@@ -84,6 +103,7 @@ def main() -> None:
         tracking.log_metrics(metrics)
         tracking.log_artifact(OUT)
         tracking.log_artifact(BANDS)
+        tracking.log_artifact(CURVE)
     logging.getLogger("train_mcl").info("final win rates %s", rates.round(3).tolist())
 
 

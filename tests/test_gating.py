@@ -3,8 +3,7 @@ import torch
 from conftest import TINY_MODEL, synthetic_digits
 from mclcore.datasets import as_tensor
 from mclcore.diffusion import build_denoiser, denoising_loss
-from mclcore.gating import GateNet, label_winners, load_gate, GATE_KIND
-from mclcore.files import torch_save
+from mclcore.gating import GateNet, label_winners, load_gate, save_gate
 
 TINY = TINY_MODEL
 
@@ -25,17 +24,9 @@ def test_labels_are_the_experts_with_the_lowest_loss_on_each_noisy_input():
 
 
 def test_gate_checkpoint_round_trip(tmp_path):
-    gate = GateNet(4, width=8, emb_dim=16)
-    torch_save(
-        {
-            "kind": GATE_KIND,
-            "k": 4,
-            "config": {"width": 8, "emb_dim": 16},
-            "sigma_data": 0.5,
-            "state_dict": gate.state_dict(),
-        },
-        tmp_path / "gate.pt",
-    )
+    gate = GateNet(4, width=8, emb_dim=16, sigma_data=0.7)
+    save_gate(gate, {"width": 8, "emb_dim": 16, "epochs": 1}, tmp_path / "gate.pt")
     loaded = load_gate(tmp_path / "gate.pt")
     x, sigma = torch.randn(3, 1, 28, 28), torch.tensor([0.1, 1.0, 10.0])
     assert torch.equal(loaded(x, sigma), gate.eval()(x, sigma))
+    assert loaded.sigma_data == 0.7 and loaded.head.out_features == 4

@@ -8,9 +8,9 @@ from mclcore.mcl import (
     annealed_weights,
     expert_losses,
     relaxed_wta_weights,
-    soft_step,
+    mcl_update,
+    naive_step,
     wta_step,
-    wta_step_naive,
     wta_weights,
 )
 
@@ -46,7 +46,7 @@ def test_efficient_and_naive_wta_give_the_same_winners_losses_and_gradients():
     twin_opts = [torch.optim.SGD(e.parameters(), lr=0.0) for e in twins]
     x0, sigma, noise = batch()
     losses, winners = wta_step(experts, opts, x0, sigma, noise)
-    naive_losses, naive_winners = wta_step_naive(twins, twin_opts, x0, sigma, noise)
+    naive_losses, naive_winners = naive_step(twins, twin_opts, x0, sigma, noise)
     assert torch.equal(winners, naive_winners)
     assert torch.allclose(losses, naive_losses, rtol=1e-5, atol=1e-7)
     assert len(set(winners.tolist())) > 1  # the comparison covers several winners
@@ -58,6 +58,37 @@ def test_efficient_and_naive_wta_give_the_same_winners_losses_and_gradients():
                 assert p.grad is None and not q.grad.any()
 
 
+@pytest.mark.parametrize(
+    "weights_fn",
+    [lambda l: relaxed_wta_weights(l, 0.2), lambda l: annealed_weights(l, 0.05)],
+    ids=["relaxed", "annealed"],
+)
+def test_efficient_and_naive_soft_steps_give_the_same_gradients(weights_fn):
+    experts = make_experts(3)
+    twins = clone_experts(experts)
+    opts = [torch.optim.SGD(e.parameters(), lr=0.0) for e in experts]
+    twin_opts = [torch.optim.SGD(e.parameters(), lr=0.0) for e in twins]
+    x0, sigma, noise = batch()
+    losses, winners = mcl_update(experts, opts, x0, sigma, noise, weights_fn)
+    naive_losses, naive_winners = naive_step(twins, twin_opts, x0, sigma, noise, weights_fn)
+    assert torch.equal(winners, naive_winners)
+    assert torch.allclose(losses, naive_losses, rtol=1e-5, atol=1e-7)
+    for expert, twin in zip(experts, twins):
+        for p, q in zip(expert.parameters(), twin.parameters()):
+            assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-7)
+
+
+def test_a_vanishing_softmin_weight_skips_the_example():
+    experts = make_experts(2)
+    with torch.no_grad():  # expert 1 predicts far off: its softmin weight underflows
+        experts[1].net.conv_out.bias.fill_(25.0)
+    opts = [torch.optim.Adam(e.parameters(), lr=1e-2) for e in experts]
+    x0, sigma, noise = batch(seed=1)
+    mcl_update(experts, opts, x0, sigma, noise, lambda l: annealed_weights(l, 1e-3))
+    assert all(p.grad is None for p in experts[1].parameters())
+    assert opts[1].state == {}
+
+
 def test_a_losing_expert_is_untouched_bit_for_bit():
     experts = make_experts(2)
     with torch.no_grad():  # expert 1 predicts far off: it loses every example
@@ -65,7 +96,7 @@ def test_a_losing_expert_is_untouched_bit_for_bit():
     opts = [torch.optim.AdamW(e.parameters(), lr=1e-2, weight_decay=0.1) for e in experts]
     # Give expert 1 optimiser momentum first, as after earlier wins.
     x0, sigma, noise = batch(seed=1)
-    soft_step(experts, opts, x0, sigma, noise, lambda l: relaxed_wta_weights(l, 0.5), 1.0)
+    mcl_update(experts, opts, x0, sigma, noise, lambda l: relaxed_wta_weights(l, 0.5), 1.0)
     before = {k: v.clone() for k, v in experts[1].state_dict().items()}
     state_before = {k: v.clone() for k, v in opts[1].state[next(iter(opts[1].state))].items()}
     x0, sigma, noise = batch(seed=2)
@@ -101,3 +132,13 @@ def test_annealed_weights_run_from_uniform_to_hard_wta():
     cold = annealed_weights(losses, temperature=1e-4).weights
     assert torch.allclose(cold, wta_weights(losses).weights, atol=1e-6)
     assert torch.equal(annealed_weights(losses, 0.0).weights, wta_weights(losses).weights)
+
+
+def test_annealed_temperature_is_relative_to_each_examples_mean_loss():
+    # Example 2 is example 1 with every loss 100 times larger: the same weights result.
+    losses = torch.tensor([[1.0, 100.0], [1.1, 110.0], [0.9, 90.0]])
+    weights = annealed_weights(losses, temperature=0.1).weights
+    assert torch.allclose(weights[:, 0], weights[:, 1])
+    mean = losses[:, 0].mean()
+    expected = torch.softmax(-losses[:, 0] / (0.1 * mean), dim=0)
+    assert torch.allclose(weights[:, 0], expected)

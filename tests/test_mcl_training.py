@@ -17,6 +17,7 @@ def config(**changes) -> MCLConfig:
         lr=1e-3,
         **TINY_OPTIMISATION,
         rule="wta",
+        log_every=1,
     )
     return MCLConfig(**{**settings, **changes})
 
@@ -26,10 +27,11 @@ def experts(k=3, seed=0):
     return [build_denoiser(**TINY) for _ in range(k)]
 
 
-def test_temperature_decays_linearly_to_zero_then_stays_there():
-    cfg = config(rule="annealed", temperature=2.0, anneal_fraction=0.5)
-    assert temperature_at(cfg, 0, 100) == 2.0
-    assert temperature_at(cfg, 25, 100) == pytest.approx(1.0)
+def test_temperature_decays_geometrically_then_is_zero():
+    cfg = config(rule="annealed", temperature=1.0, final_temperature=0.01, anneal_fraction=0.5)
+    assert temperature_at(cfg, 0, 100) == 1.0
+    assert temperature_at(cfg, 25, 100) == pytest.approx(0.1)  # half the horizon: one decade
+    assert temperature_at(cfg, 49, 100) == pytest.approx(0.01 ** (49 / 50))
     assert temperature_at(cfg, 50, 100) == 0.0 and temperature_at(cfg, 99, 100) == 0.0
 
 
@@ -46,7 +48,9 @@ def test_assignment_by_image_gives_all_draws_of_an_image_one_winner():
     group = experts()
     opts = [torch.optim.Adam(e.parameters(), lr=1e-3) for e in group]
     x0 = as_tensor(synthetic_digits(8, 0)[0])
-    losses, winners, sigma = mcl_step(group, opts, x0, cfg, torch.Generator().manual_seed(0), 0, 10)
+    losses, winners, sigma, _ = mcl_step(
+        group, opts, x0, cfg, torch.Generator().manual_seed(0), 0, 10
+    )
     assert losses.shape == (3, 32) and winners.shape == (32,)
     per_image = winners.reshape(8, 4)
     assert (per_image == per_image[:, :1]).all()
@@ -59,25 +63,29 @@ def test_assignment_by_noise_draw_picks_the_lowest_loss_per_row():
     group = experts()
     opts = [torch.optim.Adam(e.parameters(), lr=1e-3) for e in group]
     x0 = as_tensor(synthetic_digits(16, 0)[0])
-    losses, winners, _ = mcl_step(
+    losses, winners, _, density = mcl_step(
         group, opts, x0, config(), torch.Generator().manual_seed(0), 0, 10
     )
     assert torch.equal(winners, losses.argmin(dim=0))
+    assert density == pytest.approx(1 / 3)  # hard WTA: one expert of three per example
 
 
 @pytest.mark.parametrize("rule", ["wta", "relaxed", "annealed"])
 def test_a_short_mcl_run_trains_every_rule_and_counts_final_wins(rule):
     records = []
     images = as_tensor(synthetic_digits(160, 0)[0])
-    emas, wins = train_mcl(
+    run = train_mcl(
         experts(),
         images,
-        config(rule=rule, epochs=1),
+        config(rule=rule, epochs=1, wins_every=4),
         torch.device("cpu"),
         lambda metrics, step: records.append((step, metrics)),
         show_progress=False,
     )
+    emas, wins = run.emas, run.final_wins
     assert len(emas) == 3 and all(ema.updates == 10 for ema in emas)
+    assert run.win_rate_curve[:, 0].tolist() == [4, 8, 10]
+    assert run.win_rate_curve[:, 1:].sum(axis=1) == pytest.approx([1.0, 1.0, 1.0])
     assert wins.by_band.sum() == 3 * 16  # the last quarter of 10 steps: steps 7, 8, 9
     assert wins.rates().sum() == pytest.approx(1.0)
     final = records[-1][1]
@@ -96,3 +104,49 @@ def test_unknown_rule_is_rejected():
             0,
             1,
         )
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("rule", ["wta", "annealed"])
+def test_an_interrupted_mcl_run_resumes_to_the_same_experts_and_wins(tmp_path, rule):
+    images = as_tensor(synthetic_digits(160, 0)[0])
+    cfg = config(rule=rule, temperature=0.5, epochs=2, checkpoint_every=6, wins_every=5)
+    straight = train_mcl(experts(), images, cfg, torch.device("cpu"), show_progress=False)
+
+    def stop_at_step_14(metrics, step):
+        if step == 14:
+            raise Interrupt
+
+    resume = tmp_path / "mcl.pt"
+    with pytest.raises(Interrupt):
+        train_mcl(experts(), images, cfg, torch.device("cpu"), stop_at_step_14, False, resume)
+    assert resume.exists()  # the state of step 12
+    resumed = train_mcl(experts(seed=9), images, cfg, torch.device("cpu"), None, False, resume)
+    assert not resume.exists()
+    assert all(ema.resumed_at == 12 and ema.updates == 20 for ema in resumed.emas)
+    assert np.array_equal(straight.final_wins.by_band, resumed.final_wins.by_band)
+    assert np.array_equal(straight.win_rate_curve, resumed.win_rate_curve)
+    for a, b in zip(straight.emas, resumed.emas):
+        for x, y in zip(a.module.state_dict().values(), b.module.state_dict().values()):
+            assert torch.equal(x, y)
+
+
+def test_a_resume_state_of_another_k_is_ignored(tmp_path):
+    images = as_tensor(synthetic_digits(64, 0)[0])
+    cfg = config(epochs=2, checkpoint_every=2)
+    resume = tmp_path / "mcl.pt"
+    with pytest.raises(Interrupt):
+        train_mcl(experts(3), images, cfg, torch.device("cpu"), _stop_at(3), False, resume)
+    run = train_mcl(experts(2), images, cfg, torch.device("cpu"), None, False, resume)
+    assert all(ema.resumed_at == 0 and ema.updates == 8 for ema in run.emas)
+
+
+def _stop_at(stop_step):
+    def log(metrics, step):
+        if step == stop_step:
+            raise Interrupt
+
+    return log

@@ -13,6 +13,10 @@ import pytest
 import yaml
 
 from conftest import REPO, write_idx_folder
+from mclcore.strategies import SAMPLE_ITEMS
+
+SAMPLE_STAGES = [f"sample@{item}" for item in SAMPLE_ITEMS]
+ROWS = ["baseline", "expert_0", "expert_1", "heuristic", "gated", "mixture", "pooled_ensemble"]
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +88,7 @@ def pipeline_repo(tmp_path_factory):
 def test_every_stage_ran_and_dvc_is_up_to_date(pipeline_repo):
     repo, env, result = pipeline_repo
     stages = ("download", "train_classifier", "train_baseline", "train_mcl", "train_gating")
-    for stage in (*stages, "sample", "evaluate"):
+    for stage in (*stages, *SAMPLE_STAGES, "evaluate"):
         assert f"Running stage '{stage}'" in result.stdout
     status = run([sys.executable, "-m", "dvc", "status"], repo, env)
     assert "up to date" in status.stdout
@@ -93,12 +97,28 @@ def test_every_stage_ran_and_dvc_is_up_to_date(pipeline_repo):
 def test_outputs_exist_with_the_right_shapes(pipeline_repo):
     repo, _, _ = pipeline_repo
     assert sorted(p.name for p in (repo / "data/raw").iterdir())[-1] == "train-labels-idx1-ubyte"
-    with np.load(repo / "samples/baseline.npz") as archive:
-        assert archive["images"].shape == (200, 28, 28) and archive["images"].dtype == np.uint8
-    assert (repo / "figures/samples_baseline.png").read_bytes()[:4] == b"\x89PNG"
-    for model in ("models/classifier.pt", "models/baseline.pt"):
+    rows = {}
+    for item in SAMPLE_ITEMS:
+        with np.load(repo / f"samples/{item}.npz") as archive:
+            rows.update({name: archive[name] for name in archive.files if name != "sigmas"})
+        assert (repo / f"figures/samples_{item}.png").read_bytes()[:4] == b"\x89PNG"
+    assert list(rows) == ROWS
+    assert all(
+        images.shape == (200, 28, 28) and images.dtype == np.uint8 for images in rows.values()
+    )
+    # The pool is expert 0 on the first half of the shared noise and expert 1 on the rest.
+    pooled = rows["pooled_ensemble"]
+    assert np.abs(pooled[:100].astype(int) - rows["expert_0"][:100]).max() <= 1
+    assert np.abs(pooled[100:].astype(int) - rows["expert_1"][100:]).max() <= 1
+    for model in (
+        "models/classifier.pt",
+        "models/baseline.pt",
+        "models/experts.pt",
+        "models/gate.pt",
+    ):
         assert (repo / model).stat().st_size > 1000
     assert not (repo / "runs/resume/train_baseline.pt").exists()
+    assert not (repo / "runs/resume/train_mcl.pt").exists()
 
 
 def test_metric_files_hold_the_measured_numbers(pipeline_repo):
@@ -107,18 +127,23 @@ def test_metric_files_hold_the_measured_numbers(pipeline_repo):
     assert 0.1 < classifier["test_accuracy"] <= 1.0
     train = json.loads((repo / "metrics/train_baseline.json").read_text())
     assert train["steps"] == 12 and train["parameters"] > 0
-    sample = json.loads((repo / "metrics/sample_baseline.json").read_text())
-    assert sample["nfe_per_image"] == 5 and sample["n_samples"] == 200
+    for item in SAMPLE_ITEMS:
+        sample = json.loads((repo / f"metrics/sample_{item}.json").read_text())
+        for row, values in sample.items():
+            assert values["nfe_per_image"] == (10 if row == "mixture" else 5)  # 3 Heun levels
+            assert values["n_samples"] == 200 and values["sample_seconds"] > 0
     mcl = json.loads((repo / "metrics/train_mcl.json").read_text())
     assert mcl["K"] == 2 and mcl["steps"] == 8
     assert mcl["win_rate_expert_0"] + mcl["win_rate_expert_1"] == pytest.approx(1.0)
+    curve = (repo / "metrics/win_rate_curve.csv").read_text().splitlines()
+    assert curve[0] == "step,expert_0,expert_1" and curve[-1].startswith("8,")
     bands = (repo / "metrics/win_rates_by_sigma.csv").read_text().splitlines()
     assert bands[0] == "band,sigma_low,sigma_high,expert_0,expert_1" and len(bands) == 9
     gating = json.loads((repo / "metrics/train_gating.json").read_text())
     assert gating["chance_accuracy"] == 0.5 and gating["val_examples"] == 50
     assert 0.0 <= gating["val_accuracy"] <= 1.0
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
-    for row in ("baseline", "real_data_floor"):
+    for row in (*ROWS, "real_data_floor"):
         assert set(evaluation[row]) == {"n", "fid", "precision", "recall"}
         assert evaluation[row]["n"] == 200
     # Real held-out images are closer to the test set than 12 steps of training can get.
@@ -133,20 +158,15 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
         runs = db.execute("SELECT run_uuid, status, artifact_uri FROM runs").fetchall()
         tags = db.execute("SELECT run_uuid, key, value FROM tags").fetchall()
         metric_keys = {k for (k,) in db.execute("SELECT DISTINCT key FROM metrics")}
-    assert len(runs) == 7 and all(status == "FINISHED" for _, status, _ in runs)
+    assert len(runs) == 12 and all(status == "FINISHED" for _, status, _ in runs)
     by_run = {}
     for run_id, key, value in tags:
         by_run.setdefault(run_id, {})[key] = value
     stages = sorted(t["mcl.stage"] for t in by_run.values())
-    assert stages == [
-        "download",
-        "evaluate",
-        "sample",
-        "train_baseline",
-        "train_classifier",
-        "train_gating",
-        "train_mcl",
-    ]
+    assert stages == sorted(
+        ["download", "evaluate", *SAMPLE_STAGES]
+        + ["train_baseline", "train_classifier", "train_gating", "train_mcl"]
+    )
     assert len({t["mcl.pipeline"] for t in by_run.values()}) == 1
     assert len({t["mcl.git_commit"] for t in by_run.values()}) == 1
     assert {"train_loss", "epoch_loss", "test_accuracy", "baseline.fid"} <= metric_keys
@@ -169,9 +189,10 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
     assert artifacts["download"] == ["manifest.json"]
     assert artifacts["train_classifier"] == ["classifier.pt"]
     assert artifacts["train_baseline"] == ["baseline.pt"]
-    assert artifacts["sample"] == ["baseline.npz", "samples_baseline.png"]
+    for item in SAMPLE_ITEMS:
+        assert artifacts[f"sample@{item}"] == [f"{item}.npz", f"samples_{item}.png"]
     assert artifacts["evaluate"] == ["results.md"]
-    assert artifacts["train_mcl"] == ["experts.pt", "win_rates_by_sigma.csv"]
+    assert artifacts["train_mcl"] == ["experts.pt", "win_rate_curve.csv", "win_rates_by_sigma.csv"]
     assert artifacts["train_gating"] == ["gate.pt"]
 
 
@@ -184,7 +205,7 @@ def test_a_temporary_experiment_logs_to_the_parent_repository_store(pipeline_rep
             "WHERE e.key = 'mcl.dvc_experiment' AND s.key = 'mcl.stage'"
         ).fetchall()
     # Only evaluate depends on evaluate.k: one new run, tagged with the experiment's name.
-    assert len(rows) == 8
+    assert len(rows) == 13
     assert [stage for experiment, stage in rows if experiment != "workspace"] == ["evaluate"]
 
 
