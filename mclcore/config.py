@@ -134,10 +134,11 @@ class MCLParams:
 class TrainMCLParams(OptimisationParams):
     """Multiple Choice Learning of the K experts (Lee et al. 2016; remedies in mclcore.mcl)."""
 
-    rule: Literal["wta", "relaxed", "annealed"] = "annealed"
+    rule: Literal["wta", "relaxed", "balanced", "annealed"] = "balanced"
     epsilon: float = 0.05
-    temperature: float = 1.0
-    final_temperature: float = 0.01
+    capacity: float = 1.0
+    temperature: float = 0.3
+    final_temperature: float = 0.003
     anneal_fraction: float = 0.5
     assignment: Literal["noise_draw", "image"] = "noise_draw"
     draws_per_image: int = 4
@@ -150,6 +151,7 @@ class TrainMCLParams(OptimisationParams):
         _check(self.wins_every >= 1, "train_mcl.wins_every", "must be >= 1")
         _check(self.checkpoint_every >= 1, "train_mcl.checkpoint_every", "must be >= 1")
         _check(0 <= self.epsilon < 1, "train_mcl.epsilon", "must be in [0, 1)")
+        _check(self.capacity >= 1, "train_mcl.capacity", "must be >= 1 (room for every example)")
         _check(self.temperature >= 0, "train_mcl.temperature", "must be >= 0")
         _check(
             0 < self.final_temperature <= self.temperature or self.temperature == 0,
@@ -165,7 +167,7 @@ class TrainMCLParams(OptimisationParams):
 class TrainGatingParams:
     """The gate: a small CNN predicting the winning expert from (x_t, sigma)."""
 
-    images: int = 4000
+    images: int = 3000
     val_images: int = 1000
     draws: int = 2
     epochs: int = 5

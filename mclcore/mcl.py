@@ -7,6 +7,10 @@ remedies for experts that never win are offered:
 
 - relaxed WTA (Rupprecht et al. 2017, "Learning in an Uncertain World", Eq. 4): the
   winner gets weight 1 - epsilon and every other expert epsilon / (K - 1);
+- balanced assignment (as in the BASE layers of Lewis et al. 2021, here by a greedy
+  pass): hard WTA under a capacity, each expert taking at most about B/K examples of a
+  batch, the examples it is relatively best at; the winners counted are still the
+  lowest-loss experts, so the win rates show whether the experts did specialise.
 - annealed MCL (Perera et al. 2024, "Annealed Winner-Takes-All"): a softmin over the
   experts' losses at a temperature that decays to 0, where it becomes hard WTA. Here the
   temperature is relative: in units of each example's mean loss over the experts, so one
@@ -15,6 +19,7 @@ remedies for experts that never win are offered:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +64,27 @@ def annealed_weights(losses: torch.Tensor, temperature: float) -> Assignment:
         return wta_weights(losses)
     scale = temperature * losses.mean(dim=0, keepdim=True).clamp_min(1e-12)
     weights = torch.softmax(-losses / scale, dim=0)
+    return Assignment(weights, losses.argmin(dim=0))
+
+
+def balanced_weights(losses: torch.Tensor, capacity: float = 1.0) -> Assignment:
+    """Hard assignment in which no expert takes more than ceil(capacity * B / K) examples.
+
+    The (expert, example) pairs are visited from the lowest loss relative to the example's
+    mean over the experts (so that noise levels with large losses do not go first) and an
+    example goes to the first expert with room left. `winners` stays the plain argmin.
+    """
+    k, b = losses.shape
+    room = [math.ceil(capacity * b / k)] * k
+    relative = losses / losses.mean(dim=0, keepdim=True).clamp_min(1e-12)
+    owner = [-1] * b
+    for pair in relative.flatten().argsort().tolist():
+        expert, example = divmod(pair, b)
+        if owner[example] < 0 and room[expert] > 0:
+            owner[example] = expert
+            room[expert] -= 1
+    weights = torch.zeros_like(losses)
+    weights[torch.tensor(owner, device=losses.device), torch.arange(b, device=losses.device)] = 1.0
     return Assignment(weights, losses.argmin(dim=0))
 
 

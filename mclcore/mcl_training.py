@@ -15,6 +15,7 @@ from mclcore.diffusion import Denoiser, sample_training_sigmas
 from mclcore.mcl import (
     Assignment,
     annealed_weights,
+    balanced_weights,
     expert_losses,
     relaxed_wta_weights,
     mcl_update,
@@ -40,8 +41,9 @@ class MCLConfig(TrainConfig):
     """Settings of one MCL run: the baseline loop's, plus how the experts share the examples
     (see the `train_mcl` section of params.yaml)."""
 
-    rule: str = "annealed"  # wta | relaxed | annealed
+    rule: str = "balanced"  # wta | relaxed | balanced | annealed
     epsilon: float = 0.05
+    capacity: float = 1.0
     temperature: float = 1.0
     final_temperature: float = 0.01
     anneal_fraction: float = 0.5
@@ -102,10 +104,12 @@ def _assignment_fn(cfg: MCLConfig, step: int, total: int) -> Callable[[torch.Ten
         return wta_weights
     if cfg.rule == "relaxed":
         return lambda losses: relaxed_wta_weights(losses, cfg.epsilon)
+    if cfg.rule == "balanced":
+        return lambda losses: balanced_weights(losses, cfg.capacity)
     if cfg.rule == "annealed":
         temperature = temperature_at(cfg, step, total)
         return lambda losses: annealed_weights(losses, temperature)
-    raise ValueError(f"unknown MCL rule {cfg.rule!r}; use wta, relaxed or annealed")
+    raise ValueError(f"unknown MCL rule {cfg.rule!r}; use wta, relaxed, balanced or annealed")
 
 
 def _expand_batch(x0, cfg: MCLConfig, noise_rng):
@@ -202,7 +206,7 @@ def train_mcl(
     final_from = int(0.75 * total)
     fingerprint = cfg.fingerprint({"K": len(experts), **(resume_extra or {})})
     start, saved = load_resume_state(resume_path, fingerprint, experts, emas, optimizers, noise_rng)
-    dense = cfg.rule != "wta"  # the route of the first step; then set by the last step's
+    dense = cfg.rule in ("relaxed", "annealed")  # the first step's route; then the last's
     if start:
         wins.by_band[:], final_wins.by_band[:] = saved["wins"], saved["final_wins"]
         dense = saved["dense"]
@@ -248,6 +252,12 @@ def train_mcl(
         if done % cfg.wins_every == 0 or done == total:
             rates = window.rates()
             log_metrics({f"window_win_rate_expert_{k}": r for k, r in enumerate(rates)}, done)
+            log.info(
+                "step %d: win rates of the last %d steps %s",
+                done,
+                cfg.wins_every,
+                np.round(rates, 3).tolist(),
+            )
             curve.append([done, *rates.tolist()])
             window = WinCounts(len(experts), edges)
         if done % steps_per_epoch == 0 or done == total:

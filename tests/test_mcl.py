@@ -6,6 +6,7 @@ from mclcore.datasets import as_tensor
 from mclcore.diffusion import build_denoiser, sample_training_sigmas
 from mclcore.mcl import (
     annealed_weights,
+    balanced_weights,
     expert_losses,
     relaxed_wta_weights,
     mcl_update,
@@ -142,3 +143,23 @@ def test_annealed_temperature_is_relative_to_each_examples_mean_loss():
     mean = losses[:, 0].mean()
     expected = torch.softmax(-losses[:, 0] / (0.1 * mean), dim=0)
     assert torch.allclose(weights[:, 0], expected)
+
+
+def test_balanced_assignment_respects_the_capacity_and_keeps_the_true_winners():
+    # Expert 0 has the lowest loss everywhere; with capacity B/K it still takes only two.
+    losses = torch.tensor(
+        [[0.10, 0.20, 0.30, 0.40, 0.50, 0.60], [0.50, 0.21, 0.90, 0.41, 0.90, 0.61]]
+    )
+    assignment = balanced_weights(losses, capacity=1.0)
+    owners = assignment.weights.argmax(dim=0)
+    assert assignment.weights.sum(dim=0).tolist() == [1.0] * 6
+    assert owners.tolist().count(0) == 3 and owners.tolist().count(1) == 3
+    # Expert 0 keeps the examples where it is relatively best: 0 (5x better), 2 and 4.
+    assert owners.tolist() == [0, 1, 0, 1, 0, 1]
+    assert assignment.winners.tolist() == [0] * 6
+
+
+def test_balanced_assignment_with_room_for_everything_is_hard_wta():
+    losses = torch.rand(3, 20, generator=torch.Generator().manual_seed(0))
+    assignment = balanced_weights(losses, capacity=3.0)
+    assert torch.equal(assignment.weights, wta_weights(losses).weights)

@@ -70,7 +70,7 @@ def test_assignment_by_noise_draw_picks_the_lowest_loss_per_row():
     assert density == pytest.approx(1 / 3)  # hard WTA: one expert of three per example
 
 
-@pytest.mark.parametrize("rule", ["wta", "relaxed", "annealed"])
+@pytest.mark.parametrize("rule", ["wta", "relaxed", "balanced", "annealed"])
 def test_a_short_mcl_run_trains_every_rule_and_counts_final_wins(rule):
     records = []
     images = as_tensor(synthetic_digits(160, 0)[0])
