@@ -212,14 +212,16 @@ class SampleParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    """FID, precision and recall in the classifier's feature space."""
+    """FID, precision, recall, density and coverage in the classifier's feature space."""
 
     k: int = 3
+    dc_k: int = 5
     batch_size: int = 1000
     seed: int = 0
 
     def validate(self) -> None:
         _check(self.k >= 1, "evaluate.k", "must be >= 1")
+        _check(self.dc_k >= 1, "evaluate.dc_k", "must be >= 1")
         _check(self.batch_size >= 1, "evaluate.batch_size", "must be >= 1")
 
 

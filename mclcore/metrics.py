@@ -1,4 +1,4 @@
-"""Sample-quality metrics on feature vectors: FID, and precision and recall."""
+"""Sample-quality metrics on feature vectors: FID, precision and recall, density and coverage."""
 
 from __future__ import annotations
 
@@ -77,15 +77,36 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
     return float(precision), float(recall)
 
 
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020, Eqs. 3-4), on the real k-NN balls only.
+
+    Density: the average number of real balls a fake point falls in, over k (about 1 when
+    both sets come from one distribution, above 1 where fakes crowd dense regions).
+    Coverage: the share of real points whose ball holds at least one fake.
+    """
+    radii = torch.as_tensor(knn_radii(real, k))
+    centres = torch.as_tensor(np.asarray(real, dtype=np.float64))
+    query = torch.as_tensor(np.asarray(fake, dtype=np.float64))
+    inside_count = 0.0
+    covered = torch.zeros(len(centres), dtype=torch.bool)
+    for _, block in _pairwise_distances(query, centres):
+        inside = block <= radii[None, :]
+        inside_count += float(inside.sum())
+        covered |= inside.any(dim=0)
+    return inside_count / (k * len(query)), float(covered.float().mean())
+
+
 def quality_metrics(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict[str, float]:
     """FID, precision and recall of `fake` against `real` features."""
     precision, recall = precision_recall(real, fake, k)
     return {"fid": fid(real, fake), "precision": precision, "recall": recall}
 
 
-def sample_quality(reference: np.ndarray, fake: np.ndarray, k: int, seed: int) -> dict[str, float]:
-    """FID against the whole reference; precision and recall against as many reference
-    points as there are fakes, drawn with `seed`.
+def sample_quality(
+    reference: np.ndarray, fake: np.ndarray, k: int, seed: int, dc_k: int = 5
+) -> dict[str, float]:
+    """FID against the whole reference; precision and recall (k), density and coverage
+    (dc_k) against as many reference points as there are fakes, drawn with `seed`.
 
     k-NN radii shrink as a set grows, so precision and recall compare sets of equal size
     (as Kynkaanniemi et al. 2019 do); FID uses every reference point for its statistics.
@@ -93,5 +114,13 @@ def sample_quality(reference: np.ndarray, fake: np.ndarray, k: int, seed: int) -
     if len(fake) > len(reference):
         raise ValueError(f"{len(fake)} samples but only {len(reference)} reference images")
     subset = np.random.default_rng(seed).choice(len(reference), len(fake), replace=False)
-    precision, recall = precision_recall(reference[np.sort(subset)], fake, k)
-    return {"fid": fid(reference, fake), "precision": precision, "recall": recall}
+    real = reference[np.sort(subset)]
+    precision, recall = precision_recall(real, fake, k)
+    density, coverage = density_coverage(real, fake, dc_k)
+    return {
+        "fid": fid(reference, fake),
+        "precision": precision,
+        "recall": recall,
+        "density": density,
+        "coverage": coverage,
+    }

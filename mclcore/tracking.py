@@ -112,6 +112,21 @@ def stage_run(stage: str, params: dict | None = None, run_name: str | None = Non
             flush_metrics()
 
 
+def child_run(name: str, params: dict, metrics: dict, artifacts=(), tags: dict | None = None):
+    """A nested run under the active one, with its params, metrics and artifacts: the
+    MLflow UI lists it under its parent, and selecting several shows Compare."""
+    import mlflow
+
+    parent = mlflow.MlflowClient().get_run(mlflow.active_run().info.run_id)
+    inherited = {k: v for k, v in parent.data.tags.items() if k.startswith("mcl.")}
+    inherited.pop("mcl.stage", None)
+    with mlflow.start_run(run_name=name, nested=True, tags={**inherited, **(tags or {})}):
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+
+
 # Metrics wait here and go to the store in batches: one SQLite transaction per training
 # step would cost more than the step on a small model.
 _pending_metrics: list = []

@@ -1,9 +1,13 @@
-"""DVC stage `evaluate`: FID, precision and recall of every strategy's samples, the
-baseline's, and real held-out images (the floor), with the same n and the same reference."""
+"""DVC stage `evaluate`: FID, precision, recall, density and coverage of every strategy's
+samples, the baseline's, and real held-out images (the floor), with the same n and the
+same reference. In MLflow: one parent run, and one child run per row to compare."""
 
+import json
 import logging
 
 import numpy as np
+
+from pathlib import Path
 
 from mclcore import tracking
 from mclcore.classifier import extract_features, load_classifier
@@ -48,21 +52,49 @@ def main() -> None:
             f"{n} samples for the real-data floor; raise data.holdout to at least {n}"
         )
     sample_sets["real_data_floor"] = splits.holdout_images[:n]
-    rows = {
-        name: {"n": len(images), **sample_quality(reference, features(images), cfg.k, cfg.seed)}
-        for name, images in sample_sets.items()
+    sampling = {}
+    for item in SAMPLE_ITEMS:
+        sampling.update(json.loads(Path(f"metrics/sample_{item}.json").read_text()))
+    rows = {}
+    for name, images in sample_sets.items():
+        quality = sample_quality(reference, features(images), cfg.k, cfg.seed, cfg.dc_k)
+        rows[name] = {"n": len(images), **quality, **sampling.get(name, {})}
+        rows[name].pop("n_samples", None)
+    results = {
+        "k": cfg.k,
+        "dc_k": cfg.dc_k,
+        "reference": "test set",
+        "reference_n": len(reference),
+        **rows,
     }
-    results = {"k": cfg.k, "reference": "test set", "reference_n": len(reference), **rows}
 
     with tracking.stage_run("evaluate", as_flat_dict(cfg, "evaluate.")):
         write_json(METRICS, results)
-        table = results_markdown(rows, params.data.dataset, len(reference), cfg.k)
+        table = results_markdown(rows, params.data.dataset, len(reference), cfg.k, cfg.dc_k)
         write_text(TABLE, table)
         tracking.log_artifact(TABLE)
         tracking.log_metrics(
             {f"{row}.{key}": value for row, values in rows.items() for key, value in values.items()}
         )
-    logging.getLogger("evaluate").info("results (also in %s):\n%s", TABLE, table)
+        sample_cfg = params.sample
+        for name, values in rows.items():
+            item = "experts" if name.startswith("expert_") else name
+            grid = Path(f"figures/samples_{item}.png")
+            tracking.child_run(
+                name,
+                {
+                    "strategy": name,
+                    "sampler": sample_cfg.sampler,
+                    "steps": sample_cfg.steps,
+                    "K": params.mcl.K,
+                    "n": values["n"],
+                },
+                values,
+                [grid] if grid.is_file() else [],
+                {"mcl.strategy": name},
+            )
+    print(table)
+    logging.getLogger("evaluate").info("results written to %s", TABLE)
 
 
 if __name__ == "__main__":

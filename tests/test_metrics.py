@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from mclcore.metrics import fid, frechet_distance, gaussian_fit, knn_radii, precision_recall
+from mclcore.metrics import (
+    density_coverage,
+    fid,
+    frechet_distance,
+    gaussian_fit,
+    knn_radii,
+    precision_recall,
+)
 
 
 def features(n=600, dim=8, seed=0, shift=0.0):
@@ -105,3 +112,31 @@ def test_sample_quality_compares_precision_recall_on_sets_of_equal_size():
     assert got["fid"] == pytest.approx(fid(reference, fake))
     with pytest.raises(ValueError, match="reference"):
         sample_quality(fake, reference, k=3, seed=1)
+
+
+def brute_density_coverage(real, fake, k):
+    """Naeem et al. 2020, Eqs. 3-4, written out with numpy loops (an independent check)."""
+    real, fake = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
+    radii = []
+    for point in real:
+        distances = np.sqrt(((real - point) ** 2).sum(axis=1))
+        radii.append(np.sort(distances)[k])  # index 0 is the point itself
+    inside = np.array(
+        [[np.sqrt(((y - x) ** 2).sum()) <= r for x, r in zip(real, radii)] for y in fake]
+    )
+    return inside.sum() / (k * len(fake)), inside.any(axis=0).mean()
+
+
+def test_density_and_coverage_match_a_brute_force_implementation():
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(60, 4)), rng.normal(0.5, 1.2, size=(50, 4))
+    density, coverage = density_coverage(real, fake, k=5)
+    expected_density, expected_coverage = brute_density_coverage(real, fake, 5)
+    assert density == pytest.approx(expected_density)
+    assert coverage == pytest.approx(expected_coverage)
+
+
+def test_identical_sets_are_fully_covered_and_far_sets_not_at_all():
+    points = np.random.default_rng(4).normal(size=(80, 3))
+    assert density_coverage(points, points, k=5)[1] == 1.0
+    assert density_coverage(points, points + 100.0, k=5) == (0.0, 0.0)

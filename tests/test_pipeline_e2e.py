@@ -143,8 +143,10 @@ def test_metric_files_hold_the_measured_numbers(pipeline_repo):
     assert gating["chance_accuracy"] == 0.5 and gating["val_examples"] == 50
     assert 0.0 <= gating["val_accuracy"] <= 1.0
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
+    scores = {"n", "fid", "precision", "recall", "density", "coverage"}
     for row in (*ROWS, "real_data_floor"):
-        assert set(evaluation[row]) == {"n", "fid", "precision", "recall"}
+        sampled = {"nfe_per_image", "sample_seconds"} if row != "real_data_floor" else set()
+        assert set(evaluation[row]) == scores | sampled
         assert evaluation[row]["n"] == 200
     # Real held-out images are closer to the test set than 12 steps of training can get.
     assert evaluation["real_data_floor"]["fid"] < evaluation["baseline"]["fid"]
@@ -158,10 +160,19 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
         runs = db.execute("SELECT run_uuid, status, artifact_uri FROM runs").fetchall()
         tags = db.execute("SELECT run_uuid, key, value FROM tags").fetchall()
         metric_keys = {k for (k,) in db.execute("SELECT DISTINCT key FROM metrics")}
-    assert len(runs) == 12 and all(status == "FINISHED" for _, status, _ in runs)
-    by_run = {}
+    assert all(status == "FINISHED" for _, status, _ in runs)
+    every_run = {}
     for run_id, key, value in tags:
-        by_run.setdefault(run_id, {})[key] = value
+        every_run.setdefault(run_id, {})[key] = value
+    by_run = {run: t for run, t in every_run.items() if "mcl.stage" in t}
+    children = {run: t for run, t in every_run.items() if "mcl.strategy" in t}
+    assert len(by_run) == 12 and len(children) == 8 and len(runs) == 20
+    # evaluate's children: one per row, under the evaluate run, to compare in the UI.
+    (evaluate_run,) = [run for run, t in by_run.items() if t["mcl.stage"] == "evaluate"]
+    assert sorted(t["mcl.strategy"] for t in children.values()) == sorted(
+        [*ROWS, "real_data_floor"]
+    )
+    assert all(t["mlflow.parentRunId"] == evaluate_run for t in children.values())
     stages = sorted(t["mcl.stage"] for t in by_run.values())
     assert stages == sorted(
         ["download", "evaluate", *SAMPLE_STAGES]
@@ -184,6 +195,8 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
     artifacts = {}
     for run_id, _, artifact_uri in runs:
         assert artifact_uri.startswith((repo / "mlartifacts").as_uri())
+        if run_id in children:
+            continue
         folder = Path(artifact_uri.removeprefix("file://"))
         artifacts[by_run[run_id]["mcl.stage"]] = sorted(p.name for p in folder.iterdir())
     assert artifacts["download"] == ["manifest.json"]
@@ -194,6 +207,14 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
     assert artifacts["evaluate"] == ["results.md"]
     assert artifacts["train_mcl"] == ["experts.pt", "win_rate_curve.csv", "win_rates_by_sigma.csv"]
     assert artifacts["train_gating"] == ["gate.pt"]
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        gated = db.execute(
+            "SELECT m.key, m.value FROM metrics m JOIN tags t ON m.run_uuid = t.run_uuid "
+            "WHERE t.key = 'mcl.strategy' AND t.value = 'gated'"
+        ).fetchall()
+    assert {"fid", "precision", "recall", "density", "coverage", "nfe_per_image"} <= {
+        key for key, _ in gated
+    }
 
 
 def test_a_temporary_experiment_logs_to_the_parent_repository_store(pipeline_repo):
