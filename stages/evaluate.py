@@ -10,9 +10,10 @@ import numpy as np
 from pathlib import Path
 
 from mclcore import tracking
-from mclcore.classifier import extract_features, load_classifier
+from mclcore.classifier import extract_features, load_classifier, predict
 from mclcore.config import as_flat_dict, load_params
 from mclcore.datasets import DataError, as_tensor, load_splits
+from mclcore.plots import class_names, save_class_histograms
 from mclcore.files import write_json, write_text
 from mclcore.metrics import sample_quality
 from mclcore.report import results_markdown
@@ -23,6 +24,14 @@ CLASSIFIER = "models/classifier.pt"
 SAMPLES = [f"samples/{item}.npz" for item in SAMPLE_ITEMS]
 METRICS = "metrics/evaluate.json"
 TABLE = "metrics/results.md"
+CLASSES = "metrics/class_shares.json"
+CLASS_FIGURE = "figures/fig_interclass_diversity.png"
+
+
+def class_shares(classifier, images: np.ndarray, n_classes: int, batch_size: int) -> np.ndarray:
+    """Share of the images the classifier puts in each class."""
+    labels = predict(classifier, as_tensor(images), batch_size).numpy()
+    return np.bincount(labels, minlength=n_classes) / len(labels)
 
 
 def main() -> None:
@@ -68,8 +77,21 @@ def main() -> None:
         **rows,
     }
 
+    n_classes = classifier.head.out_features
+    shares = {
+        name: class_shares(classifier, images, n_classes, cfg.batch_size)
+        for name, images in sample_sets.items()
+        if name.startswith("expert_")
+    }
+
     with tracking.stage_run("evaluate", as_flat_dict(cfg, "evaluate.")):
         write_json(METRICS, results)
+        names = class_names(params.data.dataset, n_classes)
+        write_json(
+            CLASSES, {row: dict(zip(names, s.round(4).tolist())) for row, s in shares.items()}
+        )
+        save_class_histograms(shares, names, CLASS_FIGURE)
+        tracking.log_artifact(CLASS_FIGURE)
         table = results_markdown(rows, params.data.dataset, len(reference), cfg.k, cfg.dc_k)
         write_text(TABLE, table)
         tracking.log_artifact(TABLE)

@@ -119,6 +119,10 @@ def test_outputs_exist_with_the_right_shapes(pipeline_repo):
         assert (repo / model).stat().st_size > 1000
     assert not (repo / "runs/resume/train_baseline.pt").exists()
     assert not (repo / "runs/resume/train_mcl.pt").exists()
+    assert (repo / "figures/fig_interclass_diversity.png").read_bytes()[:4] == b"\x89PNG"
+    shares = json.loads((repo / "metrics/class_shares.json").read_text())
+    assert list(shares) == ["expert_0", "expert_1"]
+    assert all(sum(row.values()) == pytest.approx(1.0, abs=1e-3) for row in shares.values())
 
 
 def test_metric_files_hold_the_measured_numbers(pipeline_repo):
@@ -204,7 +208,7 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
     assert artifacts["train_baseline"] == ["baseline.pt"]
     for item in SAMPLE_ITEMS:
         assert artifacts[f"sample@{item}"] == [f"{item}.npz", f"samples_{item}.png"]
-    assert artifacts["evaluate"] == ["results.md"]
+    assert artifacts["evaluate"] == ["fig_interclass_diversity.png", "results.md"]
     assert artifacts["train_mcl"] == ["experts.pt", "win_rate_curve.csv", "win_rates_by_sigma.csv"]
     assert artifacts["train_gating"] == ["gate.pt"]
     with sqlite3.connect(repo / "mlflow.db") as db:

@@ -1,0 +1,23 @@
+import numpy as np
+
+from mclcore.figures import image_grid
+from mclcore.plots import class_names, save_class_histograms
+
+
+def test_class_names_are_fashion_names_or_indices():
+    assert class_names("fashion_mnist", 10)[9] == "Boot"
+    assert class_names("mnist", 10) == [str(i) for i in range(10)]
+    assert class_names("idx_folder", 3) == ["0", "1", "2"]
+
+
+def test_image_grid_tiles_images_in_rows_with_padding():
+    images = np.stack([np.full((2, 2), v, dtype=np.uint8) for v in (10, 20, 30)])
+    grid = image_grid(images, columns=2, pad=1)
+    assert grid.shape == (7, 7)
+    assert grid[1, 1] == 10 and grid[1, 4] == 20 and grid[4, 1] == 30 and grid[4, 4] == 255
+
+
+def test_class_histograms_are_written_as_png(tmp_path):
+    shares = {"expert_0": np.array([0.5, 0.5, 0.0]), "expert_1": np.array([0.2, 0.3, 0.5])}
+    save_class_histograms(shares, ["a", "b", "c"], tmp_path / "h.png")
+    assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
