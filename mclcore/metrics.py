@@ -96,6 +96,12 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[fl
     return inside_count / (k * len(query)), float(covered.float().mean())
 
 
+def class_shares(labels, n_classes: int) -> np.ndarray:
+    """[n_classes]: the share of the labels that falls in each class."""
+    labels = np.asarray(labels)
+    return np.bincount(labels, minlength=n_classes) / len(labels)
+
+
 def quality_metrics(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict[str, float]:
     """FID, precision and recall of `fake` against `real` features."""
     precision, recall = precision_recall(real, fake, k)

@@ -4,10 +4,9 @@ same reference. In MLflow: one parent run, and one child run per row to compare.
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
-
-from pathlib import Path
 
 from mclcore import tracking
 from mclcore.classifier import extract_features, load_classifier, predict
@@ -15,7 +14,7 @@ from mclcore.config import as_flat_dict, load_params
 from mclcore.datasets import DataError, as_tensor, load_splits
 from mclcore.plots import class_names, save_class_histograms
 from mclcore.files import write_json, write_text
-from mclcore.metrics import sample_quality
+from mclcore.metrics import class_shares, sample_quality
 from mclcore.report import results_markdown
 from mclcore.runtime import run_stage, select_device
 from mclcore.strategies import SAMPLE_ITEMS
@@ -26,12 +25,6 @@ METRICS = "metrics/evaluate.json"
 TABLE = "metrics/results.md"
 CLASSES = "metrics/class_shares.json"
 CLASS_FIGURE = "figures/fig_interclass_diversity.png"
-
-
-def class_shares(classifier, images: np.ndarray, n_classes: int, batch_size: int) -> np.ndarray:
-    """Share of the images the classifier puts in each class."""
-    labels = predict(classifier, as_tensor(images), batch_size).numpy()
-    return np.bincount(labels, minlength=n_classes) / len(labels)
 
 
 def main() -> None:
@@ -79,7 +72,7 @@ def main() -> None:
 
     n_classes = classifier.head.out_features
     shares = {
-        name: class_shares(classifier, images, n_classes, cfg.batch_size)
+        name: class_shares(predict(classifier, as_tensor(images), cfg.batch_size), n_classes)
         for name, images in sample_sets.items()
         if name.startswith("expert_")
     }

@@ -3,6 +3,7 @@ import pytest
 import scipy.linalg
 
 from mclcore.metrics import (
+    class_shares,
     density_coverage,
     fid,
     frechet_distance,
@@ -140,3 +141,7 @@ def test_identical_sets_are_fully_covered_and_far_sets_not_at_all():
     points = np.random.default_rng(4).normal(size=(80, 3))
     assert density_coverage(points, points, k=5)[1] == 1.0
     assert density_coverage(points, points + 100.0, k=5) == (0.0, 0.0)
+
+
+def test_class_shares_count_every_class_even_the_empty_ones():
+    assert class_shares([0, 2, 2, 2], 4).tolist() == [0.25, 0.0, 0.75, 0.0]
