@@ -37,6 +37,19 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_csv(path: str | Path, header, rows) -> None:
+    """Write a header line and rows as CSV, atomically (floats with 6 significant digits)."""
+    import csv
+
+    def cell(value):
+        return f"{value:.6g}" if isinstance(value, float) else value
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows([cell(v) for v in row] for row in rows)
+
+
 def torch_save(obj, path: str | Path) -> None:
     """torch.save, atomically."""
     import torch

@@ -167,11 +167,17 @@ def save_gate(gate: GateNet, config: dict, path) -> None:
     )
 
 
-def load_gate(path, device: torch.device | str = "cpu") -> GateNet:
-    """Rebuild the gate saved by the `train_gating` stage, in eval mode."""
-    from mclcore.checkpoints import load_checkpoint
+def load_gate(path, device: torch.device | str = "cpu", k: int | None = None) -> GateNet:
+    """Rebuild the gate saved by the `train_gating` stage, in eval mode; with `k`, check
+    that it routes between that many experts."""
+    from mclcore.checkpoints import CheckpointError, load_checkpoint
 
     state = load_checkpoint(path, GATE_KIND)
+    if k is not None and state["k"] != k:
+        raise CheckpointError(
+            f"{path} routes between {state['k']} experts but the ensemble holds {k}; "
+            "run `dvc repro train_gating` to retrain the gate"
+        )
     cfg = state["config"]
     gate = GateNet(state["k"], cfg["width"], cfg["emb_dim"], state["sigma_data"])
     gate.load_state_dict(state["state_dict"])

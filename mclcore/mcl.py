@@ -140,13 +140,6 @@ def train_weighted(
         _step_expert(expert, optimizer, grad_clip)
 
 
-def train_winners(experts, optimizers, x0, sigma, noise, winners, grad_clip=0.0) -> None:
-    """Train each expert on the rows it won (hard WTA); skip the others."""
-    weights = torch.zeros(len(experts), len(x0), device=x0.device)
-    weights[winners, torch.arange(len(x0), device=x0.device)] = 1.0
-    train_weighted(experts, optimizers, x0, sigma, noise, weights, grad_clip)
-
-
 def mcl_update(
     experts: list[Denoiser],
     optimizers: list[torch.optim.Optimizer],

@@ -159,12 +159,14 @@ def mcl_step(
 
 @dataclass
 class MCLRun:
-    """What an MCL run leaves: the experts' EMAs, the wins over its last quarter, and the
-    win rates of every `wins_every` steps ([rows, 1 + K]: step, then one rate per expert)."""
+    """What an MCL run leaves: the experts' EMAs, the wins over its last quarter, the win
+    rates of every `wins_every` steps ([rows, 1 + K]: step, then one rate per expert) and
+    the MCL loss (the winners' mean) at every logged step ([rows, 2]: step, loss)."""
 
     emas: list[EMA]
     final_wins: WinCounts
     win_rate_curve: np.ndarray
+    loss_curve: np.ndarray
 
 
 def train_mcl(
@@ -203,6 +205,7 @@ def train_mcl(
     window = WinCounts(len(experts), edges)
     final_wins = WinCounts(len(experts), edges)
     curve: list[list[float]] = []
+    loss_curve: list[tuple[int, float]] = []
     final_from = int(0.75 * total)
     fingerprint = cfg.fingerprint({"K": len(experts), **(resume_extra or {})})
     start, saved = load_resume_state(resume_path, fingerprint, experts, emas, optimizers, noise_rng)
@@ -212,6 +215,7 @@ def train_mcl(
         dense = saved["dense"]
         window.by_band[:] = saved["window"]
         curve = saved["curve"]
+        loss_curve = saved["loss_curve"]
     for ema in emas:
         ema.resumed_at = start
 
@@ -249,6 +253,7 @@ def train_mcl(
                 },
                 done,
             )
+            loss_curve.append((done, loss))
         if done % cfg.wins_every == 0 or done == total:
             rates = window.rates()
             log_metrics({f"window_win_rate_expert_{k}": r for k, r in enumerate(rates)}, done)
@@ -275,12 +280,18 @@ def train_mcl(
                 final_wins=final_wins.by_band.copy(),
                 window=window.by_band.copy(),
                 curve=curve,
+                loss_curve=loss_curve,
                 dense=dense,
             )
     bar.close()
     if resume_path and Path(resume_path).exists():
         Path(resume_path).unlink()
-    return MCLRun(emas, final_wins, np.array(curve).reshape(-1, len(experts) + 1))
+    return MCLRun(
+        emas,
+        final_wins,
+        np.array(curve).reshape(-1, len(experts) + 1),
+        np.array(loss_curve).reshape(-1, 2),
+    )
 
 
 def _temperature(cfg: MCLConfig, step: int, total: int) -> float:

@@ -38,7 +38,6 @@ from mclcore.samplers import evaluations_per_sample
 # What the `sample` stage produces, one DVC foreach item each. `experts` is K rows
 # (expert_0 ... expert_{K-1}); every other item is one row of the results table.
 SAMPLE_ITEMS = ("baseline", "experts", "heuristic", "gated", "mixture", "pooled_ensemble")
-HEURISTIC_RULES = ("time_bands", "win_table")
 
 
 def sample_with_expert(

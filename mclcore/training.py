@@ -116,7 +116,8 @@ def train_denoiser(
 
     With `resume_path`, the full state is saved there every `checkpoint_every` steps and a
     matching state found there at start is resumed from, bit for bit; it is removed at
-    the end. `log_metrics(metrics, step)` receives the loss per step and per epoch.
+    the end. `log_metrics(metrics, step)` receives the loss per step and per epoch; the
+    returned EMA also carries `loss_curve`, every logged (step, loss), resumed runs included.
     """
     if len(images) < cfg.batch_size:
         raise ValueError(
@@ -131,8 +132,11 @@ def train_denoiser(
     steps_per_epoch = len(images) // cfg.batch_size
     n_steps = total_steps(len(images), cfg)
     fingerprint = cfg.fingerprint(resume_extra)
-    step, _ = load_resume_state(resume_path, fingerprint, [denoiser], [ema], [optimizer], noise_rng)
+    step, saved = load_resume_state(
+        resume_path, fingerprint, [denoiser], [ema], [optimizer], noise_rng
+    )
     ema.resumed_at = step
+    ema.loss_curve = saved.get("loss_curve", [])
 
     bar = progress(
         total=n_steps, initial=step, desc="train", unit="step", disable=not show_progress
@@ -150,6 +154,7 @@ def train_denoiser(
         bar.set_postfix(loss=f"{loss:.4f}", epoch=epoch)
         if step % cfg.log_every == 0:
             log_metrics({"train_loss": loss}, step)
+            ema.loss_curve.append((step, loss))
         if step % steps_per_epoch == 0 or step == n_steps:
             epoch_mean = sum(epoch_losses) / len(epoch_losses)
             log_metrics({"epoch_loss": epoch_mean, "epoch": epoch + 1}, step)
@@ -157,7 +162,14 @@ def train_denoiser(
             epoch_losses = []
         if resume_path and step % cfg.checkpoint_every == 0 and step < n_steps:
             save_resume_state(
-                resume_path, fingerprint, step, [denoiser], [ema], [optimizer], noise_rng
+                resume_path,
+                fingerprint,
+                step,
+                [denoiser],
+                [ema],
+                [optimizer],
+                noise_rng,
+                loss_curve=ema.loss_curve,
             )
     bar.close()
     if resume_path and Path(resume_path).exists():

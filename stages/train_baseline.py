@@ -13,7 +13,7 @@ from mclcore.checkpoints import save_denoiser
 from mclcore.config import as_flat_dict, load_params
 from mclcore.datasets import as_tensor, load_splits
 from mclcore.diffusion import build_denoiser
-from mclcore.files import write_json
+from mclcore.files import write_csv, write_json
 from mclcore.runtime import run_stage, select_device
 from mclcore.training import denoising_error_by_sigma, train_config, train_denoiser
 from mclcore.unet import count_parameters
@@ -21,6 +21,7 @@ from mclcore.unet import count_parameters
 OUT = "models/baseline.pt"
 METRICS = "metrics/train_baseline.json"
 RESUME = "runs/resume/train_baseline.pt"
+LOSS_CURVE = "metrics/loss_baseline.csv"
 PROBE_SIGMAS = (0.02, 0.1, 0.5, 1.0, 2.0, 5.0, 20.0, 80.0)
 PROBE_IMAGES = 500
 
@@ -71,6 +72,7 @@ def main() -> None:
             **{f"heldout_mse_sigma_{s:g}": e for s, e in errors.items()},
         }
         write_json(METRICS, metrics)
+        write_csv(LOSS_CURVE, ["step", "loss"], ema.loss_curve)
         tracking.log_metrics(metrics)
         tracking.log_artifact(OUT)
     logging.getLogger("train_baseline").info("trained %d steps in %.0f s", ema.updates, seconds)

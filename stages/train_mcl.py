@@ -1,6 +1,5 @@
 """DVC stage `train_mcl`: K expert score networks trained by Multiple Choice Learning."""
 
-import csv
 import dataclasses
 import logging
 import time
@@ -12,17 +11,16 @@ from mclcore.config import as_flat_dict, load_params
 from mclcore.datasets import as_tensor, load_splits
 from mclcore.diffusion import build_denoiser
 from mclcore.ensemble import save_ensemble
-from mclcore.files import atomic_path, write_json
+from mclcore.files import write_csv, write_json
 from mclcore.mcl_training import MCLConfig, train_mcl
 from mclcore.runtime import run_stage, select_device
 
 OUT = "models/experts.pt"
 METRICS = "metrics/train_mcl.json"
 BANDS = "metrics/win_rates_by_sigma.csv"
-
-
 RESUME = "runs/resume/train_mcl.pt"
-CURVE = "metrics/win_rate_curve.csv"
+CURVE = "metrics/win_rate_curve.csv"  # long format (step, expert, win_rate): any K plots
+LOSS_CURVE = "metrics/loss_mcl.csv"
 
 
 def mcl_config(params) -> MCLConfig:
@@ -78,19 +76,22 @@ def main() -> None:
             band_edges=wins.edges.tolist(),
             band_win_rates=wins.band_rates().tolist(),
         )
-        with atomic_path(BANDS) as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["band", "sigma_low", "sigma_high", *[f"expert_{k}" for k in range(K)]])
-            for band, band_rates in enumerate(wins.band_rates()):
-                edges = wins.edges[band], wins.edges[band + 1]
-                writer.writerow(
-                    [band, f"{edges[0]:.4g}", f"{edges[1]:.4g}", *[f"{r:.4f}" for r in band_rates]]
-                )
-        with atomic_path(CURVE) as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["step", *[f"expert_{k}" for k in range(K)]])
-            for step, *window_rates in run.win_rate_curve.tolist():
-                writer.writerow([int(step), *[f"{r:.4f}" for r in window_rates]])
+        bands = wins.band_rates()
+        write_csv(
+            BANDS,
+            ["band", "sigma_low", "sigma_high", "expert", "win_rate"],
+            [
+                (b, float(wins.edges[b]), float(wins.edges[b + 1]), k, float(rate))
+                for b in range(len(bands))
+                for k, rate in enumerate(bands[b])
+            ],
+        )
+        write_csv(
+            CURVE,
+            ["step", "expert", "win_rate"],
+            [(int(row[0]), k, rate) for row in run.win_rate_curve for k, rate in enumerate(row[1:])],
+        )
+        write_csv(LOSS_CURVE, ["step", "loss"], [(int(s), loss) for s, loss in run.loss_curve])
         metrics = {
             "K": K,
             "steps": emas[0].updates,
@@ -104,6 +105,7 @@ def main() -> None:
         tracking.log_artifact(OUT)
         tracking.log_artifact(BANDS)
         tracking.log_artifact(CURVE)
+        tracking.log_artifact(LOSS_CURVE)
     logging.getLogger("train_mcl").info("final win rates %s", rates.round(3).tolist())
 
 

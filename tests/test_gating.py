@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from conftest import TINY_MODEL, synthetic_digits
+from mclcore.checkpoints import CheckpointError
 from mclcore.datasets import as_tensor
 from mclcore.diffusion import build_denoiser, denoising_loss
 from mclcore.gating import GateNet, label_winners, load_gate, save_gate
@@ -30,3 +32,10 @@ def test_gate_checkpoint_round_trip(tmp_path):
     x, sigma = torch.randn(3, 1, 28, 28), torch.tensor([0.1, 1.0, 10.0])
     assert torch.equal(loaded(x, sigma), gate.eval()(x, sigma))
     assert loaded.sigma_data == 0.7 and loaded.head.out_features == 4
+
+
+def test_a_gate_for_another_number_of_experts_is_refused_with_the_fix(tmp_path):
+    save_gate(GateNet(4, width=8, emb_dim=16), {"width": 8, "emb_dim": 16}, tmp_path / "g.pt")
+    assert load_gate(tmp_path / "g.pt", k=4).head.out_features == 4
+    with pytest.raises(CheckpointError, match="routes between 4 experts.*holds 3.*train_gating"):
+        load_gate(tmp_path / "g.pt", k=3)

@@ -129,6 +129,8 @@ def test_an_interrupted_mcl_run_resumes_to_the_same_experts_and_wins(tmp_path, r
     assert all(ema.resumed_at == 12 and ema.updates == 20 for ema in resumed.emas)
     assert np.array_equal(straight.final_wins.by_band, resumed.final_wins.by_band)
     assert np.array_equal(straight.win_rate_curve, resumed.win_rate_curve)
+    assert np.array_equal(straight.loss_curve, resumed.loss_curve)
+    assert straight.loss_curve[:, 0].tolist() == list(range(1, 21))
     for a, b in zip(straight.emas, resumed.emas):
         for x, y in zip(a.module.state_dict().values(), b.module.state_dict().values()):
             assert torch.equal(x, y)

@@ -140,9 +140,12 @@ def test_metric_files_hold_the_measured_numbers(pipeline_repo):
     assert mcl["K"] == 2 and mcl["steps"] == 8
     assert mcl["win_rate_expert_0"] + mcl["win_rate_expert_1"] == pytest.approx(1.0)
     curve = (repo / "metrics/win_rate_curve.csv").read_text().splitlines()
-    assert curve[0] == "step,expert_0,expert_1" and curve[-1].startswith("8,")
+    assert curve[0] == "step,expert,win_rate" and curve[-1].startswith("8,1,")
     bands = (repo / "metrics/win_rates_by_sigma.csv").read_text().splitlines()
-    assert bands[0] == "band,sigma_low,sigma_high,expert_0,expert_1" and len(bands) == 9
+    assert bands[0] == "band,sigma_low,sigma_high,expert,win_rate" and len(bands) == 1 + 8 * 2
+    for stage, steps in (("baseline", 12), ("mcl", 8)):
+        losses = (repo / f"metrics/loss_{stage}.csv").read_text().splitlines()
+        assert losses[0] == "step,loss" and len(losses) == 1 + steps
     gating = json.loads((repo / "metrics/train_gating.json").read_text())
     assert gating["chance_accuracy"] == 0.5 and gating["val_examples"] == 50
     assert 0.0 <= gating["val_accuracy"] <= 1.0

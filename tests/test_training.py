@@ -93,6 +93,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path):
     )
     assert not resume.exists()
     assert resumed.updates == straight.updates == 16
+    assert resumed.loss_curve == straight.loss_curve  # the whole history, not from step 10
+    assert [step for step, _ in straight.loss_curve] == [5, 10, 15]  # every log_every steps
     for a, b in zip(straight.module.state_dict().values(), resumed.module.state_dict().values()):
         assert torch.equal(a, b)
 
