@@ -218,11 +218,18 @@ class EvaluateParams:
     dc_k: int = 5
     batch_size: int = 1000
     seed: int = 0
+    trajectory_noise: int = 0
+    snapshots: int = 8
+    gate_trajectories: int = 256
+    inception_weights: str = ""
 
     def validate(self) -> None:
         _check(self.k >= 1, "evaluate.k", "must be >= 1")
         _check(self.dc_k >= 1, "evaluate.dc_k", "must be >= 1")
         _check(self.batch_size >= 1, "evaluate.batch_size", "must be >= 1")
+        _check(self.trajectory_noise >= 0, "evaluate.trajectory_noise", "must be >= 0")
+        _check(self.snapshots >= 2, "evaluate.snapshots", "must be >= 2 (noise and image)")
+        _check(self.gate_trajectories >= 1, "evaluate.gate_trajectories", "must be >= 1")
 
 
 @dataclass(frozen=True)

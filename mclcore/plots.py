@@ -21,11 +21,7 @@ def class_names(dataset: str, n: int) -> list[str]:
 
 def save_class_histograms(shares: dict[str, np.ndarray], names: list[str], path) -> None:
     """One bar chart of class shares per row of `shares`, the uniform share 1/C dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = _pyplot()
     rows = list(shares)
     fig, axes = plt.subplots(
         len(rows), 1, figsize=(7, 1.6 * len(rows) + 0.6), sharex=True, squeeze=False
@@ -39,6 +35,74 @@ def save_class_histograms(shares: dict[str, np.ndarray], names: list[str], path)
     axes[-1, 0].set_xticks(range(len(names)), names, rotation=45, ha="right")
     fig.suptitle("Classes of each expert's samples (dashed: uniform share)")
     fig.tight_layout()
+    _save(fig, path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
+
+
+def save_trajectories(rows: dict[str, np.ndarray], sigmas: list[float], path) -> None:
+    """One row of snapshots per strategy ({label: uint8 [S, h, w]}), one column per noise
+    level, labelled with its sigma (0 is the final image)."""
+    plt = _pyplot()
+    n_rows, n_cols = len(rows), len(sigmas)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(1.2 * n_cols + 1.4, 1.25 * n_rows + 0.7), squeeze=False
+    )
+    for r, (label, snaps) in enumerate(rows.items()):
+        for c, image in enumerate(snaps):
+            ax = axes[r, c]
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("final" if sigmas[c] == 0 else f"σ = {sigmas[c]:.3g}", fontsize=9)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle("One initial noise through each strategy (left: pure noise, right: image)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def save_temporal_specialisation(
+    level_sigmas, gate_shares, band_edges, band_rates, path, n_trajectories: int
+) -> None:
+    """Left: the share of gated decisions per expert at each sampling level, stacked.
+    Right: the experts' training win rates per band of sigma, stacked. Both run from high
+    noise (left) to clean (right) on the same log-sigma axis, in the same colours."""
+    plt = _pyplot()
+    k = gate_shares.shape[1]
+    colours = [plt.get_cmap("tab10")(i % 10) for i in range(k)]
+    labels = [f"expert {i}" for i in range(k)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    left.stackplot(np.asarray(level_sigmas), np.asarray(gate_shares).T, colors=colours)
+    left.set_title(f"Gate's choices along {n_trajectories} sampling trajectories")
+    edges, rates = np.asarray(band_edges), np.asarray(band_rates)
+    bottom = np.zeros(len(rates))
+    for i in range(k):
+        right.bar(
+            edges[:-1], rates[:, i], width=np.diff(edges), bottom=bottom, align="edge",
+            color=colours[i], label=labels[i], edgecolor="white", linewidth=0.5,
+        )  # fmt: skip
+        bottom += rates[:, i]
+    right.set_title("Training win rates per band of sigma (last quarter)")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlim(max(edges[-1], max(level_sigmas)), min(edges[0], min(level_sigmas)))
+        ax.set_xlabel("sigma (high noise → clean)")
+        ax.set_ylim(0, 1)
+    left.set_ylabel("share")
+    right.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

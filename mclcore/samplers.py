@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 DenoiserFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepFn = Callable[[int, torch.Tensor], None]  # on_step(i, x): x has reached sigmas[i]
 
 
 def geometric_sigmas(n: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
@@ -50,17 +51,31 @@ def _ode_slope(denoiser: DenoiserFn, x: torch.Tensor, sigma: torch.Tensor) -> to
 
 
 @torch.no_grad()
-def sample_euler(denoiser: DenoiserFn, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """Euler steps of the probability-flow ODE along `sigmas` (one evaluation per step)."""
-    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+def sample_euler(
+    denoiser: DenoiserFn, x: torch.Tensor, sigmas: torch.Tensor, on_step: StepFn | None = None
+) -> torch.Tensor:
+    """Euler steps of the probability-flow ODE along `sigmas` (one evaluation per step).
+
+    `on_step(i, x)`, if given, sees the state at every level: i = 0 (the noise) to N."""
+    if on_step:
+        on_step(0, x)
+    for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:]), start=1):
         x = x + (sigma_next - sigma) * _ode_slope(denoiser, x, sigma)
+        if on_step:
+            on_step(i, x)
     return x
 
 
 @torch.no_grad()
-def sample_heun(denoiser: DenoiserFn, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """Heun's second-order steps (EDM Algorithm 1, deterministic); Euler on the step to 0."""
-    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+def sample_heun(
+    denoiser: DenoiserFn, x: torch.Tensor, sigmas: torch.Tensor, on_step: StepFn | None = None
+) -> torch.Tensor:
+    """Heun's second-order steps (EDM Algorithm 1, deterministic); Euler on the step to 0.
+
+    `on_step(i, x)`, if given, sees the state at every level: i = 0 (the noise) to N."""
+    if on_step:
+        on_step(0, x)
+    for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:]), start=1):
         slope = _ode_slope(denoiser, x, sigma)
         x_euler = x + (sigma_next - sigma) * slope
         if sigma_next == 0:
@@ -68,6 +83,8 @@ def sample_heun(denoiser: DenoiserFn, x: torch.Tensor, sigmas: torch.Tensor) -> 
         else:
             slope_next = _ode_slope(denoiser, x_euler, sigma_next)
             x = x + (sigma_next - sigma) * (slope + slope_next) / 2
+        if on_step:
+            on_step(i, x)
     return x
 
 

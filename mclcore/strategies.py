@@ -107,6 +107,19 @@ def sample_pooled(
     )
 
 
+def heuristic_denoiser(
+    experts: Sequence[Denoise], checkpoint: dict, rule: str, sigma_min: float, sigma_max: float
+) -> Denoise:
+    """The `heuristic` router that `sample.heuristic` names: `time_bands`, or `win_table`
+    (the band win rates saved in the ensemble's checkpoint by `train_mcl`)."""
+    if rule == "win_table":
+        edges, table = checkpoint["band_edges"], checkpoint["band_win_rates"]
+        return table_router(experts, win_table_rule(edges, table))
+    if rule == "time_bands":
+        return heuristic_router(experts, sigma_min, sigma_max, time_bands)
+    raise ValueError(f"unknown heuristic {rule!r}; use time_bands or win_table")
+
+
 def expert_evaluations(item: str, k: int, sampler: str, sigmas) -> int:
     """Expert-network evaluations per image of one strategy (the gate's own are extra)."""
     per_trajectory = evaluations_per_sample(sampler, sigmas)

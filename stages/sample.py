@@ -22,6 +22,7 @@ from mclcore.ensemble import load_ensemble
 from mclcore.figures import save_grid
 from mclcore.files import atomic_path, write_json
 from mclcore.gating import load_gate
+from mclcore.generation import sample_batches
 from mclcore.runtime import run_stage, select_device
 from mclcore.samplers import initial_noise, make_sigmas
 from mclcore import strategies
@@ -53,15 +54,11 @@ def _route(item, params, experts, checkpoint, noise, sigmas, device):
         }
     if item == "pooled_ensemble":
         return {item: strategies.sample_pooled(experts, noise, sigmas, **run)}
-    if item == "heuristic" and cfg.heuristic == "win_table":
-        edges, table = checkpoint["band_edges"], checkpoint["band_win_rates"]
-        return {item: strategies.sample_with_win_table(experts, noise, sigmas, edges, table, **run)}
     if item == "heuristic":
-        return {
-            item: strategies.sample_with_heuristic(
-                experts, noise, sigmas, model_cfg.sigma_min, model_cfg.sigma_max, **run
-            )
-        }
+        router = strategies.heuristic_denoiser(
+            experts, checkpoint, cfg.heuristic, model_cfg.sigma_min, model_cfg.sigma_max
+        )
+        return {item: sample_batches(router, noise, sigmas, **run)}
     gate = load_gate(GATE, device, k=len(experts))
     return {
         item: strategies.sample_with_gate(

@@ -145,3 +145,21 @@ def test_identical_sets_are_fully_covered_and_far_sets_not_at_all():
 
 def test_class_shares_count_every_class_even_the_empty_ones():
     assert class_shares([0, 2, 2, 2], 4).tolist() == [0.25, 0.0, 0.75, 0.0]
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_all_four_agree_with_the_prdc_package(k):
+    """prdc (Naeem et al.'s own implementation) on the same features, different sizes."""
+    from prdc import compute_prdc
+
+    real = features(n=300, dim=16, seed=0)
+    fake = 1.2 * features(n=250, dim=16, seed=1, shift=0.3)
+    expected = compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+    # Ours average in float32, so the shares agree to float32 rounding.
+    precision, recall = precision_recall(real, fake, k)
+    density, coverage = density_coverage(real, fake, k)
+    assert precision == pytest.approx(expected["precision"], abs=1e-6)
+    assert recall == pytest.approx(expected["recall"], abs=1e-6)
+    assert density == pytest.approx(expected["density"], abs=1e-6)
+    assert coverage == pytest.approx(expected["coverage"], abs=1e-6)
+    assert 0.05 < coverage < 0.95 and 0.05 < precision < 0.95  # not a trivial agreement

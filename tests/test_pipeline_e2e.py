@@ -119,7 +119,10 @@ def test_outputs_exist_with_the_right_shapes(pipeline_repo):
         assert (repo / model).stat().st_size > 1000
     assert not (repo / "runs/resume/train_baseline.pt").exists()
     assert not (repo / "runs/resume/train_mcl.pt").exists()
-    assert (repo / "figures/fig_interclass_diversity.png").read_bytes()[:4] == b"\x89PNG"
+    for figure in ("interclass_diversity", "trajectories", "temporal_specialisation"):
+        assert (repo / f"figures/fig_{figure}.png").read_bytes()[:4] == b"\x89PNG"
+    choices = (repo / "metrics/gate_choices.csv").read_text().splitlines()
+    assert choices[0] == "level,sigma,expert,share" and len(choices) == 1 + 3 * 2  # 3 levels
     shares = json.loads((repo / "metrics/class_shares.json").read_text())
     assert list(shares) == ["expert_0", "expert_1"]
     assert all(sum(row.values()) == pytest.approx(1.0, abs=1e-3) for row in shares.values())
@@ -159,6 +162,26 @@ def test_metric_files_hold_the_measured_numbers(pipeline_repo):
     assert evaluation["real_data_floor"]["fid"] < evaluation["baseline"]["fid"]
     shown = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo, env).stdout
     assert "real_data_floor" in shown and "test_accuracy" in shown
+
+
+def test_dvc_plots_draws_the_training_curves_of_every_expert(pipeline_repo):
+    repo, env, _ = pipeline_repo
+    shown = json.loads(
+        run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
+    )
+    assert not shown.get("errors")
+    plots = shown["data"]
+    assert set(plots) == {
+        "training_loss",
+        "metrics/win_rate_curve.csv",
+        "metrics/win_rates_by_sigma.csv",
+    }
+    (loss,) = plots["training_loss"]
+    files = {point["filename"] for point in loss["content"]["data"]["values"]}
+    assert files == {"loss_baseline.csv", "loss_mcl.csv"}
+    (curve,) = plots["metrics/win_rate_curve.csv"]
+    assert curve["content"]["encoding"]["color"]["field"] == "expert"
+    assert {point["expert"] for point in curve["content"]["data"]["values"]} == {"0", "1"}
 
 
 def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline_repo):
@@ -211,8 +234,19 @@ def test_mlflow_runs_share_their_pipeline_tags_in_the_repo_sqlite_store(pipeline
     assert artifacts["train_baseline"] == ["baseline.pt"]
     for item in SAMPLE_ITEMS:
         assert artifacts[f"sample@{item}"] == [f"{item}.npz", f"samples_{item}.png"]
-    assert artifacts["evaluate"] == ["fig_interclass_diversity.png", "results.md"]
-    assert artifacts["train_mcl"] == ["experts.pt", "win_rate_curve.csv", "win_rates_by_sigma.csv"]
+    assert artifacts["evaluate"] == [
+        "fig_interclass_diversity.png",
+        "fig_temporal_specialisation.png",
+        "fig_trajectories.png",
+        "gate_choices.csv",
+        "results.md",
+    ]
+    assert artifacts["train_mcl"] == [
+        "experts.pt",
+        "loss_mcl.csv",
+        "win_rate_curve.csv",
+        "win_rates_by_sigma.csv",
+    ]
     assert artifacts["train_gating"] == ["gate.pt"]
     with sqlite3.connect(repo / "mlflow.db") as db:
         gated = db.execute(
