@@ -78,31 +78,49 @@ def save_trajectories(rows: dict[str, np.ndarray], sigmas: list[float], path) ->
 def save_temporal_specialisation(
     level_sigmas, gate_shares, band_edges, band_rates, path, n_trajectories: int
 ) -> None:
-    """Left: the share of gated decisions per expert at each sampling level, stacked.
-    Right: the experts' training win rates per band of sigma, stacked. Both run from high
-    noise (left) to clean (right) on the same log-sigma axis, in the same colours."""
+    """Left: the share of gated decisions per expert at each sampling level, stacked, one
+    bar per level reaching half-way (in log sigma) to its neighbours. Right: the experts'
+    training win rates per band of sigma, stacked. Both run from high noise (left) to
+    clean (right) on the same log-sigma axis, in the same colours; a band or level with
+    no decisions is left empty."""
     plt = _pyplot()
     k = gate_shares.shape[1]
     colours = [plt.get_cmap("tab10")(i % 10) for i in range(k)]
     labels = [f"expert {i}" for i in range(k)]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    left.stackplot(np.asarray(level_sigmas), np.asarray(gate_shares).T, colors=colours)
+    order = np.argsort(level_sigmas)  # the grid runs from high noise down; bars go up
+    level_edges = _level_edges(level_sigmas)
+    _stacked_bars(left, level_edges, np.asarray(gate_shares)[order], colours, labels)
     left.set_title(f"Gate's choices along {n_trajectories} sampling trajectories")
-    edges, rates = np.asarray(band_edges), np.asarray(band_rates)
-    bottom = np.zeros(len(rates))
-    for i in range(k):
-        right.bar(
-            edges[:-1], rates[:, i], width=np.diff(edges), bottom=bottom, align="edge",
-            color=colours[i], label=labels[i], edgecolor="white", linewidth=0.5,
-        )  # fmt: skip
-        bottom += rates[:, i]
+    edges = np.asarray(band_edges)
+    _stacked_bars(right, edges, np.asarray(band_rates), colours, labels)
     right.set_title("Training win rates per band of sigma (last quarter)")
     for ax in (left, right):
         ax.set_xscale("log")
-        ax.set_xlim(max(edges[-1], max(level_sigmas)), min(edges[0], min(level_sigmas)))
+        ax.set_xlim(max(edges.max(), level_edges.max()), min(edges.min(), level_edges.min()))
         ax.set_xlabel("sigma (high noise → clean)")
         ax.set_ylim(0, 1)
     left.set_ylabel("share")
     right.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def _level_edges(levels) -> np.ndarray:
+    """Bar edges around positive levels (sorted here), half-way between them in log space."""
+    logs = np.log(np.sort(np.asarray(levels, dtype=np.float64)))
+    if len(logs) == 1:
+        return np.exp(logs[0] + np.array([-0.5, 0.5]))
+    mids = (logs[1:] + logs[:-1]) / 2
+    return np.exp(np.concatenate([[2 * logs[0] - mids[0]], mids, [2 * logs[-1] - mids[-1]]]))
+
+
+def _stacked_bars(ax, edges, shares, colours, labels) -> None:
+    """Stacked bars of `shares` [bars, K], bar j between edges[j] and edges[j + 1]."""
+    bottom = np.zeros(len(shares))
+    for i in range(shares.shape[1]):
+        ax.bar(
+            edges[:-1], shares[:, i], width=np.diff(edges), bottom=bottom, align="edge",
+            color=colours[i], label=labels[i], edgecolor="white", linewidth=0.5,
+        )  # fmt: skip
+        bottom += shares[:, i]

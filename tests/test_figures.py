@@ -40,3 +40,9 @@ def test_trajectory_and_temporal_figures_are_written_as_png(tmp_path):
     for name in ("t.png", "s.png"):
         with Image.open(tmp_path / name) as picture:
             assert picture.format == "PNG" and picture.width > 300 and picture.height > 150
+
+
+def test_level_bars_reach_half_way_to_their_neighbours_in_log_sigma():
+    from mclcore.plots import _level_edges
+
+    assert np.allclose(_level_edges([100.0, 10.0, 1.0]), 10 ** np.array([-0.5, 0.5, 1.5, 2.5]))
