@@ -89,7 +89,11 @@ def main() -> None:
         write_csv(
             CURVE,
             ["step", "expert", "win_rate"],
-            [(int(row[0]), k, rate) for row in run.win_rate_curve for k, rate in enumerate(row[1:])],
+            [
+                (int(row[0]), k, rate)
+                for row in run.win_rate_curve
+                for k, rate in enumerate(row[1:])
+            ],
         )
         write_csv(LOSS_CURVE, ["step", "loss"], [(int(s), loss) for s, loss in run.loss_curve])
         metrics = {
