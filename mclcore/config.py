@@ -199,14 +199,22 @@ class SampleParams:
     grid: Literal["edm", "geometric"] = "edm"
     rho: float = 7.0
     n_samples: int = 500
+    class_images: int = 1000
     batch_size: int = 500
     seed: int = 0
     heuristic: Literal["time_bands", "win_table"] = "time_bands"
+
+    @property
+    def expert_images(self) -> int:
+        """Images drawn per expert by sample@experts: the table scores the first n_samples,
+        the class histogram the first class_images."""
+        return max(self.n_samples, self.class_images)
 
     def validate(self) -> None:
         _check(self.steps >= 1, "sample.steps", "must be >= 1")
         _check(self.rho > 0, "sample.rho", "must be > 0")
         _check(self.n_samples >= 1, "sample.n_samples", "must be >= 1")
+        _check(self.class_images >= 1, "sample.class_images", "must be >= 1")
         _check(self.batch_size >= 1, "sample.batch_size", "must be >= 1")
 
 

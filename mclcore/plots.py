@@ -19,8 +19,11 @@ def class_names(dataset: str, n: int) -> list[str]:
     return [str(i) for i in range(n)]
 
 
-def save_class_histograms(shares: dict[str, np.ndarray], names: list[str], path) -> None:
-    """One bar chart of class shares per row of `shares`, the uniform share 1/C dashed."""
+def save_class_histograms(
+    shares: dict[str, np.ndarray], names: list[str], path, images: int | None = None
+) -> None:
+    """One bar chart of class shares per row of `shares`, the uniform share 1/C dashed;
+    `images`, the number classified per row, goes in the title."""
     plt = _pyplot()
     rows = list(shares)
     fig, axes = plt.subplots(
@@ -33,7 +36,8 @@ def save_class_histograms(shares: dict[str, np.ndarray], names: list[str], path)
         ax.set_ylim(0, top)
         ax.set_ylabel(row, rotation=0, ha="right", va="center")
     axes[-1, 0].set_xticks(range(len(names)), names, rotation=45, ha="right")
-    fig.suptitle("Classes of each expert's samples (dashed: uniform share)")
+    counted = f"{images} samples of each expert" if images else "each expert's samples"
+    fig.suptitle(f"Classes of {counted} (dashed: uniform share)")
     fig.tight_layout()
     _save(fig, path)
 

@@ -54,6 +54,24 @@ TEMPORAL_FIGURE = "figures/fig_temporal_specialisation.png"
 log = logging.getLogger("evaluate")
 
 
+def read_samples(sample_cfg) -> dict[str, np.ndarray]:
+    """{row: uint8 images} of every sample@ITEM archive, checked against the parameters:
+    sample.n_samples images per row, sample.expert_images per expert row."""
+    rows = {}
+    for path in SAMPLES:
+        with np.load(path) as archive:
+            rows.update({row: archive[row] for row in archive.files if row != "sigmas"})
+    for row, images in rows.items():
+        expected = sample_cfg.expert_images if row.startswith("expert_") else sample_cfg.n_samples
+        if len(images) != expected:
+            raise DataError(
+                f"{row} holds {len(images)} samples where sample.n_samples and "
+                f"sample.class_images ask for {expected}: its archive is stale; run "
+                "`dvc repro` so that every strategy is sampled with the current parameters"
+            )
+    return rows
+
+
 def inception_fids(weights_param: str, reference: np.ndarray, sample_sets: dict, device):
     """{row: Inception FID} against the same reference images, or {} without weights."""
     weights = find_weights(weights_param)
@@ -138,17 +156,9 @@ def main() -> None:
         return extract_features(classifier, as_tensor(images), cfg.batch_size).numpy()
 
     reference = features(splits.test_images)
-    sample_sets = {}
-    for path in SAMPLES:
-        with np.load(path) as archive:
-            sample_sets.update({row: archive[row] for row in archive.files if row != "sigmas"})
-    sizes = {len(images) for images in sample_sets.values()}
-    if len(sizes) != 1:
-        raise DataError(
-            f"the sample sets differ in size ({sorted(sizes)}): some are stale; "
-            "run `dvc repro` so that every strategy is sampled with the same sample.n_samples"
-        )
-    n = sizes.pop()
+    drawn = read_samples(params.sample)
+    n = params.sample.n_samples
+    sample_sets = {row: images[:n] for row, images in drawn.items()}
     if len(splits.holdout_images) < n:
         raise DataError(
             f"data.holdout={len(splits.holdout_images)} held-out images cannot match the "
@@ -172,13 +182,17 @@ def main() -> None:
         "dc_k": cfg.dc_k,
         "reference": "test set",
         "reference_n": len(reference),
+        "class_images": params.sample.class_images,
         **rows,
     }
 
     n_classes = classifier.head.out_features
+    class_images = params.sample.class_images
     shares = {
-        name: class_shares(predict(classifier, as_tensor(images), cfg.batch_size), n_classes)
-        for name, images in sample_sets.items()
+        name: class_shares(
+            predict(classifier, as_tensor(images[:class_images]), cfg.batch_size), n_classes
+        )
+        for name, images in drawn.items()
         if name.startswith("expert_")
     }
 
@@ -188,7 +202,7 @@ def main() -> None:
         write_json(
             CLASSES, {row: dict(zip(names, s.round(4).tolist())) for row, s in shares.items()}
         )
-        save_class_histograms(shares, names, CLASS_FIGURE)
+        save_class_histograms(shares, names, CLASS_FIGURE, class_images)
         analyses(params, device)
         for figure in (CLASS_FIGURE, TRAJECTORY_FIGURE, TEMPORAL_FIGURE, GATE_CHOICES):
             tracking.log_artifact(figure)

@@ -4,7 +4,10 @@
 
 Every item starts from the same seeded initial noise and uses the same sampler and grid,
 so the strategies differ only in which network denoises what. `experts` writes one row
-per expert (expert_0 ... expert_{K-1}); every other item writes one row.
+per expert (expert_0 ... expert_{K-1}), with sample.class_images images each when that is
+more than n_samples (for the class histogram of evaluate); every other item writes one row.
+The first n_samples images of every row come from the same initial noises, and their
+sampling time is the one reported.
 """
 
 import logging
@@ -84,14 +87,18 @@ def main() -> None:
     cfg, model_cfg = params.sample, params.model
     device = select_device()
     sigmas = make_sigmas(cfg.grid, cfg.steps, model_cfg.sigma_min, model_cfg.sigma_max, cfg.rho)
-    noise = initial_noise(cfg.n_samples, float(sigmas[0]), cfg.seed).to(device)
+    n = cfg.expert_images if item == "experts" else cfg.n_samples
+    noise = initial_noise(n, float(sigmas[0]), cfg.seed).to(device)
 
     with tracking.stage_run(
         f"sample@{item}", {"sample.item": item, **as_flat_dict(cfg, "sample.")}
     ):
         start = time.perf_counter()
-        rows, k = draw(item, params, noise, sigmas, device)
+        rows, k = draw(item, params, noise[: cfg.n_samples], sigmas, device)
         seconds = time.perf_counter() - start
+        if n > cfg.n_samples:  # the class histogram's extra images, not timed
+            more, _ = draw(item, params, noise[cfg.n_samples :], sigmas, device)
+            rows = {name: torch.cat([x, more[name]]) for name, x in rows.items()}
         images = {name: to_uint8(x[:, 0].numpy()) for name, x in rows.items()}
         out = f"samples/{item}.npz"
         with atomic_path(out) as tmp, open(tmp, "wb") as handle:
@@ -100,11 +107,11 @@ def main() -> None:
         save_grid(grid_images(images), grid)
         metrics = {
             name: {
-                "n_samples": len(pixels),
+                "n_samples": cfg.n_samples,
                 "nfe_per_image": strategies.expert_evaluations(item, k, cfg.sampler, sigmas),
                 "sample_seconds": seconds / len(rows),
             }
-            for name, pixels in images.items()
+            for name in images
         }
         write_json(f"metrics/sample_{item}.json", metrics)
         tracking.log_metrics(
@@ -113,7 +120,8 @@ def main() -> None:
         tracking.log_artifact(grid)
         tracking.log_artifact(out)
     logging.getLogger("sample").info(
-        "%s: %d rows of %d images in %.0f s", item, len(rows), cfg.n_samples, seconds
+        "%s: %d rows of %d images (%d timed, in %.0f s)", item, len(rows), n, cfg.n_samples,
+        seconds,
     )
 
 

@@ -13,6 +13,9 @@ import pytest
 import yaml
 
 from conftest import REPO, write_idx_folder
+from mclcore.classifier import load_classifier, predict
+from mclcore.datasets import as_tensor
+from mclcore.metrics import class_shares
 from mclcore.strategies import SAMPLE_ITEMS
 
 SAMPLE_STAGES = [f"sample@{item}" for item in SAMPLE_ITEMS]
@@ -25,7 +28,7 @@ TINY_PARAMS = {
     "classifier": {"epochs": 1, "batch_size": 64},
     "model": {"channels": [8, 16, 16], "emb_dim": 32, "groups": 4},
     "train_baseline": {"max_steps": 12, "batch_size": 32, "log_every": 1, "checkpoint_every": 5},
-    "sample": {"n_samples": 200, "steps": 3, "batch_size": 100},
+    "sample": {"n_samples": 200, "class_images": 300, "steps": 3, "batch_size": 100},
     "mcl": {"K": 2},
     "train_mcl": {"max_steps": 8, "batch_size": 32},
     "train_gating": {"images": 100, "val_images": 50, "draws": 1, "epochs": 1, "width": 8},
@@ -104,12 +107,14 @@ def test_outputs_exist_with_the_right_shapes(pipeline_repo):
         assert (repo / f"figures/samples_{item}.png").read_bytes()[:4] == b"\x89PNG"
     assert list(rows) == ROWS
     assert all(
-        images.shape == (200, 28, 28) and images.dtype == np.uint8 for images in rows.values()
+        images.shape == (300 if name.startswith("expert_") else 200, 28, 28)
+        and images.dtype == np.uint8
+        for name, images in rows.items()
     )
     # The pool is expert 0 on the first half of the shared noise and expert 1 on the rest.
     pooled = rows["pooled_ensemble"]
     assert np.abs(pooled[:100].astype(int) - rows["expert_0"][:100]).max() <= 1
-    assert np.abs(pooled[100:].astype(int) - rows["expert_1"][100:]).max() <= 1
+    assert np.abs(pooled[100:].astype(int) - rows["expert_1"][100:200]).max() <= 1
     for model in (
         "models/classifier.pt",
         "models/baseline.pt",
@@ -125,6 +130,14 @@ def test_outputs_exist_with_the_right_shapes(pipeline_repo):
     assert choices[0] == "level,sigma,expert,share" and len(choices) == 1 + 3 * 2  # 3 levels
     shares = json.loads((repo / "metrics/class_shares.json").read_text())
     assert list(shares) == ["expert_0", "expert_1"]
+    # The histogram classifies sample.class_images = 300 images per expert ...
+    classifier = load_classifier(repo / "models/classifier.pt", "cpu")
+    with np.load(repo / "samples/experts.npz") as experts:
+        for row in ("expert_0", "expert_1"):
+            assert len(experts[row]) == 300
+            labels = predict(classifier, as_tensor(experts[row]), 100)
+            expected = class_shares(labels, classifier.head.out_features)
+            assert list(shares[row].values()) == pytest.approx(expected.tolist(), abs=1e-4)
     assert all(sum(row.values()) == pytest.approx(1.0, abs=1e-3) for row in shares.values())
 
 
@@ -157,7 +170,8 @@ def test_metric_files_hold_the_measured_numbers(pipeline_repo):
     for row in (*ROWS, "real_data_floor"):
         sampled = {"nfe_per_image", "sample_seconds"} if row != "real_data_floor" else set()
         assert set(evaluation[row]) == scores | sampled
-        assert evaluation[row]["n"] == 200
+        assert evaluation[row]["n"] == 200  # ... and the table's first 200 of them
+    assert evaluation["class_images"] == 300
     # Real held-out images are closer to the test set than 12 steps of training can get.
     assert evaluation["real_data_floor"]["fid"] < evaluation["baseline"]["fid"]
     shown = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo, env).stdout

@@ -111,3 +111,10 @@ def test_evaluation_counts():
 def test_initial_noise_depends_only_on_the_seed():
     assert torch.equal(initial_noise(4, 80.0, 7), initial_noise(4, 80.0, 7))
     assert not torch.equal(initial_noise(4, 80.0, 7), initial_noise(4, 80.0, 8))
+
+
+def test_more_initial_noise_extends_the_same_noise():
+    # sample@experts draws more images than the other strategies for the class histogram;
+    # its first n_samples must still start from the noises every strategy shares.
+    assert torch.equal(initial_noise(1000, 80.0, 0)[:500], initial_noise(500, 80.0, 0))
+    assert torch.equal(initial_noise(13, 80.0, 3)[:7], initial_noise(7, 80.0, 3))
