@@ -186,14 +186,17 @@ def main() -> None:
         **rows,
     }
 
+    # Each expert's classes from sample.class_images images (the figure); every other row's
+    # from the images it is scored on, the real-data floor's as the classifier's own bias.
     n_classes = classifier.head.out_features
     class_images = params.sample.class_images
+    labelled = {
+        name: drawn[name][:class_images] if name.startswith("expert_") else x
+        for name, x in sample_sets.items()
+    }
     shares = {
-        name: class_shares(
-            predict(classifier, as_tensor(images[:class_images]), cfg.batch_size), n_classes
-        )
-        for name, images in drawn.items()
-        if name.startswith("expert_")
+        name: class_shares(predict(classifier, as_tensor(x), cfg.batch_size), n_classes)
+        for name, x in labelled.items()
     }
 
     with tracking.stage_run("evaluate", as_flat_dict(cfg, "evaluate.")):
@@ -202,7 +205,8 @@ def main() -> None:
         write_json(
             CLASSES, {row: dict(zip(names, s.round(4).tolist())) for row, s in shares.items()}
         )
-        save_class_histograms(shares, names, CLASS_FIGURE, class_images)
+        experts_alone = {name: s for name, s in shares.items() if name.startswith("expert_")}
+        save_class_histograms(experts_alone, names, CLASS_FIGURE, class_images)
         analyses(params, device)
         for figure in (CLASS_FIGURE, TRAJECTORY_FIGURE, TEMPORAL_FIGURE, GATE_CHOICES):
             tracking.log_artifact(figure)

@@ -129,15 +129,21 @@ def test_outputs_exist_with_the_right_shapes(pipeline_repo):
     choices = (repo / "metrics/gate_choices.csv").read_text().splitlines()
     assert choices[0] == "level,sigma,expert,share" and len(choices) == 1 + 3 * 2  # 3 levels
     shares = json.loads((repo / "metrics/class_shares.json").read_text())
-    assert list(shares) == ["expert_0", "expert_1"]
-    # The histogram classifies sample.class_images = 300 images per expert ...
+    assert sorted(shares) == sorted([*ROWS, "real_data_floor"])
+    # Each expert's histogram classifies sample.class_images = 300 images, every other row
+    # the 200 it is scored on ...
     classifier = load_classifier(repo / "models/classifier.pt", "cpu")
-    with np.load(repo / "samples/experts.npz") as experts:
-        for row in ("expert_0", "expert_1"):
-            assert len(experts[row]) == 300
-            labels = predict(classifier, as_tensor(experts[row]), 100)
-            expected = class_shares(labels, classifier.head.out_features)
-            assert list(shares[row].values()) == pytest.approx(expected.tolist(), abs=1e-4)
+    for row, archive, size in (
+        ("expert_0", "experts", 300),
+        ("expert_1", "experts", 300),
+        ("gated", "gated", 200),
+    ):
+        with np.load(repo / f"samples/{archive}.npz") as images:
+            assert len(images[row]) == size
+            labels = predict(classifier, as_tensor(images[row]), 100)
+        expected = class_shares(labels, classifier.head.out_features)
+        got = [shares[row][str(c)] for c in range(len(expected))]  # idx_folder's class names
+        assert got == pytest.approx(expected.tolist(), abs=1e-4)
     assert all(sum(row.values()) == pytest.approx(1.0, abs=1e-3) for row in shares.values())
 
 
