@@ -11,6 +11,7 @@ classifier-feature metrics only.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -105,4 +106,10 @@ def download() -> Path:
 if __name__ == "__main__":
     if sys.argv[1:] != ["download"]:
         sys.exit("usage: python -m mclcore.inception download")
-    print(f"Inception FID weights in {download()}")
+    from mclcore.runtime import run_stage
+
+    run_stage(
+        lambda: logging.getLogger("mclcore.inception").info(
+            "Inception FID weights in %s", download()
+        )
+    )

@@ -54,6 +54,11 @@ TEMPORAL_FIGURE = "figures/fig_temporal_specialisation.png"
 log = logging.getLogger("evaluate")
 
 
+def is_expert_row(row: str) -> bool:
+    """Whether a results row is one expert alone (sample@experts writes expert_0 ...)."""
+    return row.startswith("expert_")
+
+
 def read_samples(sample_cfg) -> dict[str, np.ndarray]:
     """{row: uint8 images} of every sample@ITEM archive, checked against the parameters:
     sample.n_samples images per row, sample.expert_images per expert row."""
@@ -62,7 +67,7 @@ def read_samples(sample_cfg) -> dict[str, np.ndarray]:
         with np.load(path) as archive:
             rows.update({row: archive[row] for row in archive.files if row != "sigmas"})
     for row, images in rows.items():
-        expected = sample_cfg.expert_images if row.startswith("expert_") else sample_cfg.n_samples
+        expected = sample_cfg.expert_images if is_expert_row(row) else sample_cfg.n_samples
         if len(images) != expected:
             raise DataError(
                 f"{row} holds {len(images)} samples where sample.n_samples and "
@@ -191,7 +196,7 @@ def main() -> None:
     n_classes = classifier.head.out_features
     class_images = params.sample.class_images
     labelled = {
-        name: drawn[name][:class_images] if name.startswith("expert_") else x
+        name: drawn[name][:class_images] if is_expert_row(name) else x
         for name, x in sample_sets.items()
     }
     shares = {
@@ -205,7 +210,7 @@ def main() -> None:
         write_json(
             CLASSES, {row: dict(zip(names, s.round(4).tolist())) for row, s in shares.items()}
         )
-        experts_alone = {name: s for name, s in shares.items() if name.startswith("expert_")}
+        experts_alone = {name: s for name, s in shares.items() if is_expert_row(name)}
         save_class_histograms(experts_alone, names, CLASS_FIGURE, class_images)
         analyses(params, device)
         for figure in (CLASS_FIGURE, TRAJECTORY_FIGURE, TEMPORAL_FIGURE, GATE_CHOICES):
@@ -220,7 +225,7 @@ def main() -> None:
         )
         sample_cfg = params.sample
         for name, values in rows.items():
-            item = "experts" if name.startswith("expert_") else name
+            item = "experts" if is_expert_row(name) else name
             grid = Path(f"figures/samples_{item}.png")
             tracking.child_run(
                 name,
